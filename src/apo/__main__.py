@@ -1,0 +1,7 @@
+"""``python -m apo`` is the ``apo`` command."""
+
+import sys
+
+from apo.cli import main
+
+sys.exit(main())

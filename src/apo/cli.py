@@ -1,0 +1,143 @@
+"""The ``apo`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from apo import __version__
+
+# A group of 8 answers to one prompt, as in the paper (G = 8): accuracy in {0, 1}
+# plus 0.5 for a well-formed <think>/<answer> response. Three are correct; one
+# wrong answer rambles for 1,900 tokens, one is wrong but short.
+EXAMPLE_REWARDS = "1.5,1.5,1.0,0.5,0.5,0.0,0.5,0.5"
+EXAMPLE_CORRECT = "1,1,1,0,0,0,0,0"
+EXAMPLE_LENGTHS = "310,402,288,1900,350,95,640,333"
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "advantages",
+        help="show how GRPO and APO score one or more groups of responses",
+        description=(
+            "Compute GRPO advantages, the STCR length penalty and the DADS KL weights "
+            "for groups of responses, side by side. Without arguments it uses a "
+            "built-in example group of 8."
+        ),
+    )
+    parser.add_argument(
+        "--rewards", type=_numbers, default=EXAMPLE_REWARDS, help="total reward per response"
+    )
+    parser.add_argument(
+        "--correct",
+        type=_numbers,
+        default=EXAMPLE_CORRECT,
+        help="1 if the accuracy part of the reward is 1, else 0",
+    )
+    parser.add_argument(
+        "--lengths", type=_numbers, default=EXAMPLE_LENGTHS, help="generated tokens per response"
+    )
+    parser.add_argument(
+        "--group-size", type=int, default=None, help="G (default: all responses form one group)"
+    )
+    parser.add_argument("--method", default="grpo", help="advantage estimator")
+    parser.add_argument("--stcr-base", type=float, default=1.00001, help="STCR base (> 1)")
+    parser.add_argument("--dads-schedule", default="official", help="DADS weight schedule")
+    parser.add_argument(
+        "--stcr-negatives-only",
+        action="store_true",
+        help="apply STCR only where the advantage is negative",
+    )
+    parser.set_defaults(handler=_run_advantages)
+
+
+def _run_advantages(args: argparse.Namespace) -> None:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from apo.algorithms import shape_advantages
+
+    rewards = torch.tensor(args.rewards)
+    correct = torch.tensor(args.correct)
+    lengths = torch.tensor(args.lengths)
+    group_size = rewards.numel() if args.group_size is None else args.group_size
+    grpo = shape_advantages(
+        rewards, correct, lengths, group_size, dads=False, stcr=False, advantage_method=args.method
+    )
+    apo = shape_advantages(
+        rewards,
+        correct,
+        lengths,
+        group_size,
+        advantage_method=args.method,
+        stcr_base=args.stcr_base,
+        stcr_negatives_only=args.stcr_negatives_only,
+        dads_schedule=args.dads_schedule,
+    )
+
+    table = Table(
+        title=f"GRPO vs APO: {rewards.numel() // group_size} group(s) of {group_size}",
+        caption="d: difficulty, A: advantage, w: STCR weight, f: DADS KL weight",
+    )
+    for column in ("#", "reward", "ok", "len", "d", "A grpo", "w stcr", "A apo", "f dads"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for i in range(rewards.numel()):
+        table.add_row(
+            str(i),
+            f"{rewards[i]:.2f}",
+            "yes" if correct[i] else "no",
+            f"{lengths[i]:.0f}",
+            f"{apo.difficulty[i]:.3f}",
+            f"{grpo.advantages[i]:+.4f}",
+            f"{apo.stcr_weights[i]:.5f}",
+            f"{apo.advantages[i]:+.4f}",
+            f"{apo.kl_weights[i]:.4f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        "STCR: wrong answers longer than the group's correct ones get A * (1 + w).  "
+        "DADS: positive samples of harder prompts get a smaller KL weight."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apo",
+        description=(
+            "Asymmetric Policy Optimization (GRPO + DADS + STCR) for vision-language models."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"apo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_advantages_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        args.handler(args)
+    except ValueError as error:
+        print(f"apo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import apo
+
+
+def run_apo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "apo", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "apo"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"apo {apo.__version__}"
+
+
+def test_advantages_shows_the_built_in_example():
+    result = run_apo("advantages")
+    assert result.returncode == 0, result.stderr
+    assert "GRPO vs APO: 1 group(s) of 8" in result.stdout
+    # The 1,900-token wrong answer: GRPO -0.4677, STCR w = 1 - 1.00001^-(1900 - 333.33)
+    assert "-0.4677" in result.stdout
+    assert f"{1 - 1.00001 ** -(1900 - 1000 / 3):.5f}" in result.stdout
+
+
+def test_advantages_of_a_given_group_by_hand():
+    # rewards [1, 0]: A = +-0.5 / sqrt(0.5) = +-0.7071; wrong answer 10 tokens longer,
+    # base 2: w = 1 - 2^-10 = 0.99902, APO A = -0.7071 * 1.99902 = -1.4135;
+    # d = 0.5: DADS weight of the positive 1 - exp(-e/2) = 0.7431.
+    result = run_apo(
+        "advantages",
+        "--rewards",
+        "1,0",
+        "--correct",
+        "1,0",
+        "--lengths",
+        "10,20",
+        "--stcr-base",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in ("+0.7071", "-0.7071", "0.99902", "-1.4135", "0.7431"):
+        assert expected in result.stdout
+
+
+def test_bad_input_is_a_clear_error():
+    result = run_apo("advantages", "--rewards", "1,0", "--correct", "1,0", "--lengths", "1,2,3")
+    assert result.returncode == 2
+    assert "lengths has shape (3,) but rewards has shape (2,)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_non_numeric_input_names_the_option():
+    result = run_apo("advantages", "--rewards", "1,abc")
+    assert result.returncode == 2
+    assert "--rewards" in result.stderr and "comma-separated numbers" in result.stderr
+
+
+def test_no_command_prints_help():
+    result = run_apo()
+    assert result.returncode == 2
+    assert "advantages" in result.stdout
