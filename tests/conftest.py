@@ -1,6 +1,31 @@
 import os
+import tempfile
 
 # Nothing in the test suite may reach a model or data hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Build the tiny model into a per-run cache unless the developer points at one.
+os.environ.setdefault("APO_CACHE", tempfile.mkdtemp(prefix="apo-test-cache-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_path() -> str:
+    from apo.models import tiny_model_path
+
+    return str(tiny_model_path())
+
+
+@pytest.fixture
+def tiny(tiny_path):
+    """A freshly loaded tiny model (tests may change it)."""
+    from apo.models import ModelConfig, load_model
+
+    torch.manual_seed(0)
+    return load_model(ModelConfig(name_or_path=tiny_path))

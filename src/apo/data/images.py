@@ -1,0 +1,148 @@
+"""Images from paths, base64, bytes, ``datasets`` dicts or PIL images, loaded lazily.
+
+A dataset keeps an :class:`ImageRef` per image (a path or the encoded bytes),
+never the decoded pixels: decoding happens when a batch is built, so a large
+dataset costs its file size in memory, not its pixel count.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from apo.data.errors import DataError
+
+DATA_URI_PREFIX = "data:image"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image's bytes are: a file ``path``, encoded ``data``, or a PIL ``image``."""
+
+    path: Path | None = None
+    data: bytes | None = None
+    image: Image.Image | None = None
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        if self.data is not None:
+            return f"<{len(self.data)} encoded bytes>"
+        return "<PIL image>"
+
+    def open(self) -> Image.Image:
+        """The decoded RGB image; raises OSError/ValueError if it cannot be decoded."""
+        if self.image is not None:
+            return self.image.convert("RGB")
+        source = self.path if self.path is not None else io.BytesIO(self.data or b"")
+        with warnings.catch_warnings():
+            # Pillow warns before it raises DecompressionBombError; we report the error.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as handle:
+                handle.load()
+                return handle.convert("RGB")
+
+
+def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef:
+    """Interpret one image value of a record; DataError if it cannot be one.
+
+    Accepted: a path (absolute, relative to the data file, or ``file://``), a
+    ``data:image/...;base64,`` URI or bare base64 text, raw bytes, a dict with
+    ``bytes`` and/or ``path`` (the ``datasets`` Image encoding), or a PIL image.
+    """
+    if isinstance(value, Image.Image):
+        return ImageRef(image=value)
+    if isinstance(value, (bytes, bytearray)):
+        if not value:
+            raise DataError(location, "image bytes are empty", field, reason="bad_image")
+        return ImageRef(data=bytes(value))
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return ImageRef(data=bytes(value["bytes"]))
+        if value.get("path"):
+            return image_ref(value["path"], base_dir, location, field)
+        raise DataError(
+            location, "image dict has neither 'bytes' nor 'path'", field, reason="bad_image"
+        )
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise DataError(location, "image is an empty string", field, reason="bad_image")
+        if text.startswith(DATA_URI_PREFIX):
+            _, _, payload = text.partition(",")
+            return ImageRef(data=_decode_base64(payload, location, field))
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        path = Path(text)
+        if not path.is_absolute():
+            path = base_dir / path
+        if path.exists():
+            return ImageRef(path=path)
+        if len(text) > 256 and "/" not in text[:64]:  # long text with no path shape: base64
+            return ImageRef(data=_decode_base64(text, location, field))
+        raise DataError(location, f"image file not found: {path}", field, reason="missing_image")
+    raise DataError(
+        location,
+        f"an image must be a path, base64 text, bytes or a PIL image, got {type(value).__name__}",
+        field,
+        reason="bad_image",
+    )
+
+
+def _decode_base64(payload: str, location: str, field: str) -> bytes:
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise DataError(
+            location,
+            "image is neither an existing file nor valid base64",
+            field,
+            reason="bad_image",
+        ) from None
+    if not data:
+        raise DataError(location, "base64 image decodes to no bytes", field, reason="bad_image")
+    return data
+
+
+def check_image(ref: ImageRef, location: str, field: str, max_pixels: int | None) -> Image.Image:
+    """Decode the image to prove it is readable and within the pixel budget.
+
+    Returns the decoded RGB image; raises DataError naming the image otherwise.
+    """
+    try:
+        image = ref.open()
+    except Image.DecompressionBombError:
+        raise DataError(
+            location,
+            f"image {ref.describe()} has too many pixels to decode safely",
+            field,
+            reason="image_too_large",
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(
+            location, f"unreadable image {ref.describe()}: {error}", field, reason="bad_image"
+        ) from None
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise DataError(
+            location,
+            f"image {ref.describe()} is empty ({width}x{height})",
+            field,
+            reason="bad_image",
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(
+            location,
+            f"image {ref.describe()} is {width}x{height} = {width * height} pixels, over the "
+            f"budget of {max_pixels} (data.max_image_pixels); resize it or raise the budget",
+            field,
+            reason="image_too_large",
+        )
+    return image

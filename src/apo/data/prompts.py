@@ -1,0 +1,90 @@
+"""Turn an :class:`Example` into the model's prompt, with the model's own chat template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apo.data.formats import Example
+from apo.rollout.base import PromptInput
+
+DEFAULT_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., "
+    "<think> reasoning process here </think><answer> answer here </answer>"
+)
+
+CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class PromptConfig(BaseModel):
+    """How a question becomes a prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = Field(
+        DEFAULT_SYSTEM_PROMPT,
+        description=(
+            "System turn asking for <think>...</think><answer>...</answer>; None: no system "
+            "turn. A system turn in a View-R1 record wins over this one."
+        ),
+    )
+    question_template: str = Field(
+        "{question}",
+        description=(
+            "The user text; {question} is the question and {choices} the lettered options. "
+            "Without {choices}, options are appended after the question."
+        ),
+    )
+
+
+def format_choices(choices: list[str]) -> str:
+    if len(choices) > len(CHOICE_LETTERS):
+        raise ValueError(f"at most {len(CHOICE_LETTERS)} choices are supported, got {len(choices)}")
+    return "\n".join(
+        f"({letter}) {text}" for letter, text in zip(CHOICE_LETTERS, choices, strict=False)
+    )
+
+
+def user_text(example: Example, config: PromptConfig) -> str:
+    choices = format_choices(example.choices) if example.choices else ""
+    text = config.question_template.format(question=example.question, choices=choices)
+    if choices and "{choices}" not in config.question_template:
+        text = f"{text}\nChoices:\n{choices}"
+    return text
+
+
+def chat_messages(
+    example: Example, config: PromptConfig, is_multimodal: bool
+) -> list[dict[str, Any]]:
+    """The conversation: optional system turn, then the images and the question."""
+    messages: list[dict[str, Any]] = []
+    system = example.system_prompt or config.system_prompt
+    if system:
+        messages.append({"role": "system", "content": system})
+    text = user_text(example, config)
+    if is_multimodal:
+        content = [{"type": "image"} for _ in example.images] + [{"type": "text", "text": text}]
+        messages.append({"role": "user", "content": content})
+    else:
+        if example.images:
+            raise ValueError(f"{example.location}: this model is text-only, but the row has images")
+        messages.append({"role": "user", "content": text})
+    return messages
+
+
+def render_prompt(
+    example: Example, processor: Any, config: PromptConfig, is_multimodal: bool
+) -> str:
+    """The prompt text, ending where the assistant's answer begins."""
+    return processor.apply_chat_template(
+        chat_messages(example, config, is_multimodal), add_generation_prompt=True, tokenize=False
+    )
+
+
+def prompt_input(example: Example, text: str) -> PromptInput:
+    """The rendered prompt with its images decoded (done per batch, not up front)."""
+    return PromptInput(text=text, images=[ref.open() for ref in example.images])

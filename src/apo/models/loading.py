@@ -1,0 +1,193 @@
+"""Load a policy: any Hugging Face image-text-to-text model or causal LM.
+
+Vision-language models load through ``AutoModelForImageTextToText`` with their
+``AutoProcessor``; text-only models through ``AutoModelForCausalLM`` with their
+tokenizer. Nothing model-specific is hard-coded: the processor and the chat
+template of the checkpoint do the model-specific work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from apo.models.tiny import TINY_MODEL_NAME, tiny_model_path
+
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class ModelConfig(BaseModel):
+    """Which model to train, and how to load it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_or_path: str = Field(
+        TINY_MODEL_NAME,
+        description=(
+            "Local folder or hub id of a Hugging Face VLM or causal LM; "
+            f"'{TINY_MODEL_NAME}' is the built-in tiny Qwen2.5-VL model."
+        ),
+    )
+    dtype: DTypeName = Field(
+        "auto",
+        description="Weight dtype; 'auto' is bfloat16 on a GPU that supports it, else float32.",
+    )
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel ('sdpa', 'eager', 'flash_attention_2'); None: default."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass to save memory."
+    )
+    freeze_vision_tower: bool = Field(
+        False, description="Do not train the vision encoder of a VLM."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow custom modelling code shipped with the checkpoint."
+    )
+
+
+@dataclass
+class LoadedModel:
+    """A policy with what it needs to turn prompts into model inputs.
+
+    ``processor`` is the multimodal processor of a VLM, or the tokenizer of a
+    text-only model; ``tokenizer`` is always the tokenizer.
+    """
+
+    model: Any
+    processor: Any
+    tokenizer: Any
+    is_multimodal: bool
+    path: str
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """The built-in tiny model's folder for its name; anything else unchanged."""
+    if name_or_path == TINY_MODEL_NAME:
+        return str(tiny_model_path())
+    return name_or_path
+
+
+def resolve_dtype(name: DTypeName, device: torch.device | str | None = None) -> torch.dtype:
+    if name != "auto":
+        return getattr(torch, name)
+    on_gpu = (
+        torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    )
+    if on_gpu and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _load_config(path: str, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        if not Path(path).exists() and not os.path.isabs(path) and "/" not in path.strip("/"):
+            hint = "it is not a local folder, and no hub id has this form"
+        elif not Path(path).exists():
+            hint = "it is not a local folder, and the hub cache has no such model (offline?)"
+        else:
+            hint = "the folder holds no readable config.json"
+        raise ValueError(f"cannot load model {path!r}: {hint} ({error})") from None
+
+
+def is_multimodal_config(config) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def load_model(config: ModelConfig, device: torch.device | str | None = None) -> LoadedModel:
+    """Load the policy, its processor and tokenizer, applying the loading options.
+
+    Raises ValueError naming the path when it is missing or not a supported model.
+    """
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = resolve_model_path(config.name_or_path)
+    hf_config = _load_config(path, config.trust_remote_code)
+    multimodal = is_multimodal_config(hf_config)
+    if not multimodal and hf_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(
+            f"model {path!r} has type {hf_config.model_type!r}, which is neither an "
+            "image-text-to-text model nor a causal language model"
+        )
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(config.dtype, device),
+        "trust_remote_code": config.trust_remote_code,
+    }
+    if config.attn_implementation is not None:
+        kwargs["attn_implementation"] = config.attn_implementation
+    model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+    try:
+        model = model_class.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ValueError(f"cannot load the weights of model {path!r}: {error}") from None
+    if multimodal:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        tokenizer = processor.tokenizer
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        processor = tokenizer
+    if tokenizer.pad_token is None:
+        # Generation and batching need a pad token; EOS is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    if device is not None:
+        model.to(device)
+    if config.gradient_checkpointing:
+        enable_activation_checkpointing(model)
+    if config.freeze_vision_tower:
+        freeze_vision_tower(model)
+    return LoadedModel(
+        model=model, processor=processor, tokenizer=tokenizer, is_multimodal=multimodal, path=path
+    )
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in the backward pass (non-reentrant)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+
+
+def vision_tower(model) -> torch.nn.Module | None:
+    """The image encoder of a VLM (``visual``, ``vision_tower``, ...), or None."""
+    get_encoder = getattr(model, "get_encoder", None)
+    if get_encoder is None:
+        return None
+    try:
+        tower = get_encoder(modality="image")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if tower is model or tower is getattr(model, "base_model", None):
+        return None  # transformers falls back to the model itself when there is none
+    return tower
+
+
+def freeze_vision_tower(model) -> int:
+    """Stop gradients to the vision encoder; returns the number of parameters frozen."""
+    tower = vision_tower(model)
+    if tower is None:
+        raise ValueError("freeze_vision_tower is set, but this model has no vision encoder")
+    frozen = 0
+    for parameter in tower.parameters():
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    return frozen

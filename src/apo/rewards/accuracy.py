@@ -1,0 +1,179 @@
+"""The accuracy reward: does the response's answer match the ground truth?
+
+The answer is taken from the response's ``<answer>`` block (see
+:func:`apo.rewards.answer.extract_answer`) and compared, in order, by
+
+1. **multiple choice** when the ground truth is an option letter (A-F, or any
+   letter of the given ``choices``): the letter of "B", "(B)", "B.", "B)",
+   "B. 45 degrees", "the answer is B", or the option whose text the answer gives;
+2. **normalised text**: case, spaces, surrounding ``$``, ``\\text{}``,
+   ``\\boxed{}`` and a final period do not matter;
+3. **numbers**: ``3.0`` = ``3``, ``1,000`` = ``1000``, ``12%`` = ``12``,
+   ``45^\\circ`` = ``45°`` = ``45``, within a relative 1e-6;
+4. **math_verify** equivalence for everything else (fractions, LaTeX,
+   expressions, sets, intervals).
+
+A ground truth that no method can read is a data problem, never a free point:
+:class:`GroundTruthError` is raised, which the reward runner scores 0 and counts.
+Word answers ("red", "Yes") are compared as text only, so math_verify never
+reads "red" as the product r*e*d.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+from apo.rewards.answer import extract_answer
+
+
+class GroundTruthError(ValueError):
+    """The ground-truth answer cannot be parsed: the row, not the response, is wrong."""
+
+
+_WRAPPERS = [
+    (re.compile(r"^\$+(.*?)\$+$", re.DOTALL), r"\1"),
+    (re.compile(r"^\\\((.*)\\\)$", re.DOTALL), r"\1"),
+    (re.compile(r"^\\\[(.*)\\\]$", re.DOTALL), r"\1"),
+]
+_COMMANDS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed|operatorname)\{([^{}]*)\}")
+_LEAD_IN = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_UNITS = re.compile(r"(\^\s*\{?\\circ\}?|\\circ|°|\\%|%|\\,|\s*(?:degrees?|deg)$)", re.IGNORECASE)
+_WORDS = re.compile(r"[A-Za-z][A-Za-z\s'\-]*")
+_LEADING_LETTER = re.compile(r"^\(?([A-Z])\)?(?=$|[\s.):,])")
+_ANNOUNCED_LETTER = re.compile(
+    r"(?i:answer|option|choice)\s*(?i:is)?\s*:?\s*\(?([A-Z])\)?(?=$|[\s.),:])"
+)
+
+
+def strip_markup(text: str) -> str:
+    """Remove math delimiters, ``\\text{}``-style wrappers and an "answer is" lead-in."""
+    text = text.strip()
+    for _ in range(3):  # wrappers can nest: $\boxed{\text{B}}$
+        before = text
+        for pattern, replacement in _WRAPPERS:
+            text = pattern.sub(replacement, text).strip()
+        text = _COMMANDS.sub(r"\1", text).strip()
+        text = _LEAD_IN.sub("", text).strip()
+        if text == before:
+            break
+    return text
+
+
+def normalize_text(text: str) -> str:
+    text = strip_markup(text).lower()
+    text = re.sub(r"\s+", " ", text)
+    return text.rstrip(".").strip()
+
+
+def parse_number(text: str) -> float | None:
+    """The number a short answer states, or None when it is not just a number."""
+    text = _UNITS.sub("", strip_markup(text)).strip().rstrip(".")
+    if not text or not _NUMBER.fullmatch(text) or not any(c.isdigit() for c in text):
+        return None
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def numbers_equal(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def choice_letter(ground_truth: str, choices: list[str] | None) -> str | None:
+    """The option letter a ground truth names, or None when it is not a choice."""
+    text = strip_markup(ground_truth)
+    match = re.fullmatch(r"\(?([A-Za-z])\)?[.)]?", text)
+    if match:
+        letter = match.group(1)
+        if choices:
+            index = ord(letter.upper()) - ord("A")
+            return letter.upper() if 0 <= index < len(choices) else None
+        return letter if letter in "ABCDEF" else None  # lowercase alone may be a variable
+    if choices:  # the ground truth may be the option text itself
+        for index, option in enumerate(choices):
+            if _same_value(text, option):
+                return chr(ord("A") + index)
+    return None
+
+
+def predicted_letter(prediction: str, choices: list[str] | None) -> str | None:
+    """The option letter an answer picks: by letter, or by the text of one option."""
+    text = strip_markup(prediction)
+    if choices:
+        matches = [i for i, option in enumerate(choices) if _same_value(text, option)]
+        if len(matches) == 1:
+            return chr(ord("A") + matches[0])
+    for pattern in (_LEADING_LETTER, _ANNOUNCED_LETTER):
+        match = pattern.search(text)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _same_value(a: str, b: str) -> bool:
+    """Text or numeric equality (no math_verify): for matching option texts."""
+    if normalize_text(a) == normalize_text(b):
+        return True
+    x, y = parse_number(a), parse_number(b)
+    return x is not None and y is not None and numbers_equal(x, y)
+
+
+def _math_parse(text: str) -> list:
+    from math_verify import parse
+
+    # LaTeX-looking text is parsed as math first: raw, "2\\sqrt{2}" would be read as 2.
+    latex_first = any(mark in text for mark in ("\\", "^", "{")) and "$" not in text
+    for candidate in (f"${text}$", text) if latex_first else (text, f"${text}$"):
+        # Timeouts are enforced by the reward runner (it kills a stuck worker);
+        # math_verify's own rely on signals and fail outside a main thread.
+        parsed = parse(candidate, parsing_timeout=None)
+        if parsed:
+            return parsed
+    return []
+
+
+def answers_match(prediction: str, ground_truth: str, choices: list[str] | None = None) -> bool:
+    """Whether an extracted answer equals the ground truth (see the module docstring).
+
+    Raises GroundTruthError when the ground truth cannot be read at all.
+    """
+    ground_truth = ground_truth.strip()
+    if not ground_truth or not strip_markup(ground_truth):
+        raise GroundTruthError("the ground truth is empty")
+    if not prediction.strip():
+        return False
+
+    letter = choice_letter(ground_truth, choices)
+    if letter is not None:
+        return predicted_letter(prediction, choices) == letter
+
+    if normalize_text(prediction) == normalize_text(ground_truth):
+        return True
+    expected, given = parse_number(ground_truth), parse_number(prediction)
+    if expected is not None and given is not None:
+        return numbers_equal(expected, given)
+    if _WORDS.fullmatch(strip_markup(ground_truth)) and len(strip_markup(ground_truth)) > 1:
+        return False  # a word answer: text comparison only
+
+    from math_verify import verify
+
+    gold = _math_parse(ground_truth)
+    if not gold:
+        raise GroundTruthError(f"cannot parse the ground truth {ground_truth!r}")
+    guess = _math_parse(prediction)
+    return bool(guess) and bool(verify(gold, guess, timeout_seconds=None))
+
+
+def accuracy_reward(
+    response: str, answer: str, choices: list[str] | None = None, **_: object
+) -> float:
+    """1.0 when the response's answer matches the ground truth ``answer``, else 0.0."""
+    return 1.0 if answers_match(extract_answer(response), answer, choices) else 0.0
+
+
+# math_verify warns on every call that its own timeouts are off: we know, see above.
+logging.getLogger("math_verify").setLevel(logging.ERROR)

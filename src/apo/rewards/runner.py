@@ -1,0 +1,232 @@
+"""Score responses with several reward functions, in parallel, with a hard timeout.
+
+Every (response, reward) pair runs as one task in a pool of worker processes.
+A task that runs past ``timeout_seconds`` has its worker killed and replaced
+(math_verify can hang on adversarial input, and its own signal-based timeout
+silently does nothing in threads). A timeout, an exception, or a value that is
+not a finite number scores 0 for that component, is counted, and never stops
+training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+from apo.rewards.accuracy import GroundTruthError
+from apo.rewards.registry import resolve_reward, reward_name
+
+logger = logging.getLogger(__name__)
+
+
+class RewardComponentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="A built-in reward ('accuracy', 'format') or 'file.py:function'.")
+    weight: float = Field(1.0, description="Multiplies this component in the total reward.")
+
+
+def _official_components() -> list[RewardComponentConfig]:
+    return [
+        RewardComponentConfig(name="accuracy", weight=1.0),
+        RewardComponentConfig(name="format", weight=0.5),
+    ]
+
+
+class RewardConfig(BaseModel):
+    """The reward: a weighted sum of components (official: accuracy + 0.5 * format)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    components: list[RewardComponentConfig] = Field(
+        default_factory=_official_components, description="Reward functions and their weights."
+    )
+    correctness: str = Field(
+        "accuracy",
+        description="The component whose value 1.0 makes a response 'correct' (for DADS/STCR).",
+    )
+    timeout_seconds: float = Field(10.0, gt=0, description="Hard limit per response and component.")
+    num_workers: int = Field(2, ge=1, description="Worker processes scoring in parallel.")
+
+    @model_validator(mode="after")
+    def _check_names(self) -> RewardConfig:
+        names = [reward_name(c.name) for c in self.components]
+        if not names:
+            raise ValueError("rewards.components is empty: give at least one reward")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"reward components named twice: {', '.join(duplicates)}")
+        if reward_name(self.correctness) not in names:
+            raise ValueError(
+                f"rewards.correctness={self.correctness!r} is not a component; "
+                f"allowed: {', '.join(names)}"
+            )
+        return self
+
+
+@dataclass
+class RewardSample:
+    """A response to score, with its row's ground truth and other fields."""
+
+    response: str
+    answer: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class InvalidRewardValue(TypeError):
+    """A reward function returned something other than a finite number."""
+
+
+@dataclass
+class RewardResult:
+    """Scores of a batch: the weighted ``total``, each component's raw value, and
+    ``correct`` (the correctness component equals 1). All tensors are [N]."""
+
+    total: Tensor
+    components: dict[str, Tensor]
+    correct: Tensor
+    failures: dict[str, Counter]
+
+    def metrics(self) -> dict[str, float]:
+        values = {
+            "reward/total": self.total.mean().item(),
+            "reward/correct": self.correct.float().mean().item(),
+        }
+        for name, component in self.components.items():
+            values[f"reward/{name}"] = component.mean().item()
+            for kind, count in sorted(self.failures[name].items()):
+                values[f"reward/{name}/{kind}"] = float(count)
+        return values
+
+
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _score(reference: str, response: str, answer: str, info: dict[str, Any]) -> float:
+    """Runs in a worker process: one reward of one response."""
+    function = _WORKER_CACHE.get(reference)
+    if function is None:
+        function = _WORKER_CACHE[reference] = resolve_reward(reference)
+    value = function(response, answer, **info)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRewardValue(f"returned {type(value).__name__}, not a float")
+    if not math.isfinite(value):
+        raise InvalidRewardValue(f"returned {value}")
+    return float(value)
+
+
+def _preload(references: list[str]) -> None:
+    """Worker start-up: import every reward once, outside any task's time limit."""
+    for reference in references:
+        _WORKER_CACHE[reference] = resolve_reward(reference)
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    # Not fork: the trainer process holds threads (torch, tokenizers) and maybe CUDA.
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class RewardRunner:
+    """Scores batches of responses; use as a context manager or call :meth:`close`.
+
+    Every reward reference is imported when the runner is built, so a bad
+    ``file.py:function`` fails before any expensive work.
+    """
+
+    def __init__(self, config: RewardConfig) -> None:
+        self.config = config
+        self.references = [c.name for c in config.components]
+        for reference in self.references:
+            resolve_reward(reference)
+        self.names = [reward_name(r) for r in self.references]
+        self.weights = [c.weight for c in config.components]
+        self._pool = None
+        self._warned: set[tuple[str, str]] = set()
+
+    def _get_pool(self):
+        if self._pool is None:
+            from pebble import ProcessPool
+
+            self._pool = ProcessPool(
+                max_workers=self.config.num_workers,
+                context=_context(),
+                initializer=_preload,
+                initargs=(self.references,),
+            )
+        return self._pool
+
+    def score(self, samples: Sequence[RewardSample]) -> RewardResult:
+        pool = self._get_pool()
+        futures = [
+            [
+                pool.schedule(
+                    _score,
+                    args=(ref, s.response, s.answer, s.info),
+                    timeout=self.config.timeout_seconds,
+                )
+                for s in samples
+            ]
+            for ref in self.references
+        ]
+        components: dict[str, Tensor] = {}
+        failures: dict[str, Counter] = {}
+        for name, component_futures in zip(self.names, futures, strict=True):
+            values, counts = [], Counter()
+            for sample, future in zip(samples, component_futures, strict=True):
+                values.append(self._value(name, sample, future, counts))
+            components[name] = torch.tensor(values, dtype=torch.float32)
+            failures[name] = counts
+        total = sum(w * components[n] for n, w in zip(self.names, self.weights, strict=True))
+        correct = components[reward_name(self.config.correctness)] == 1.0
+        return RewardResult(total=total, components=components, correct=correct, failures=failures)
+
+    def _value(self, name: str, sample: RewardSample, future, counts: Counter) -> float:
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            # Not a reward failure: no worker can run at all. Scoring everything 0
+            # would silently train on garbage, so stop.
+            raise RuntimeError(f"the reward worker pool could not run: {error}") from error
+        except FutureTimeout:
+            kind, detail = "timeouts", f"took over {self.config.timeout_seconds}s"
+        except GroundTruthError as error:
+            kind, detail = "bad_ground_truth", str(error)
+        except InvalidRewardValue as error:
+            kind, detail = "invalid", str(error)
+        except Exception as error:  # the user's code may raise anything; the run goes on
+            kind, detail = "errors", repr(error)
+        counts[kind] += 1
+        if (name, kind) not in self._warned:  # once per component and kind, not per sample
+            self._warned.add((name, kind))
+            where = sample.info.get("id", "?")
+            logger.warning(
+                "reward %r scored 0 for row id %s: %s (further cases are only counted)",
+                name,
+                where,
+                detail,
+            )
+        return 0.0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> RewardRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

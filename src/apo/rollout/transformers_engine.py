@@ -1,0 +1,131 @@
+"""Generation with the policy itself, through transformers' ``generate``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from apo.models.inputs import encode_prompts
+from apo.models.unwrap import unwrap_model
+from apo.rollout.base import FinishReason, PromptInput, Rollout, SamplingConfig
+
+
+def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        ids = set()
+    elif isinstance(configured, int):
+        ids = {configured}
+    else:
+        ids = set(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+class TransformersEngine:
+    """Batched sampling with a KV cache, left-padded prompts and any number of images.
+
+    Generates with the (unwrapped) policy module, so its weights are always current.
+    """
+
+    def __init__(self, model: Any, processor: Any, tokenizer: Any, is_multimodal: bool) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.is_multimodal = is_multimodal
+
+    def sync_weights(self) -> None:
+        """Nothing to do: generation runs on the training module itself."""
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[PromptInput], sampling: SamplingConfig) -> list[Rollout]:
+        model = unwrap_model(self.model)
+        was_training = model.training
+        model.eval()  # no dropout while sampling
+        try:
+            rollouts: list[Rollout] = []
+            for start in range(0, len(prompts), sampling.max_batch_size):
+                chunk = prompts[start : start + sampling.max_batch_size]
+                rollouts += self._generate_chunk(model, chunk, start, sampling)
+            return rollouts
+        finally:
+            model.train(was_training)
+
+    def _generate_chunk(
+        self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
+    ) -> list[Rollout]:
+        device = next(model.parameters()).device
+        inputs = encode_prompts(
+            self.processor,
+            [p.text for p in prompts],
+            [p.images for p in prompts],
+            self.is_multimodal,
+        )
+        inputs = {key: value.to(device) for key, value in inputs.items()}
+        prompt_length = inputs["input_ids"].shape[1]
+        end_ids = _end_token_ids(model, self.tokenizer)
+        greedy = sampling.temperature == 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "do_sample": not greedy,
+            # Greedy decoding gives G identical responses: decode once, copy below.
+            "num_return_sequences": 1 if greedy else sampling.group_size,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(end_ids),
+            "return_dict_in_generate": True,
+            "output_scores": sampling.return_logprobs,
+        }
+        if not greedy:
+            kwargs |= {
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+            }
+        if sampling.stop_strings:
+            kwargs |= {"stop_strings": sampling.stop_strings, "tokenizer": self.tokenizer}
+        output = model.generate(**inputs, **kwargs)
+        generated = output.sequences[:, prompt_length:].cpu()
+        step_logprobs = None
+        if sampling.return_logprobs:
+            # scores: one [rows, vocab] tensor per step, after temperature / top-k / top-p.
+            scores = torch.stack(output.scores, dim=1).float().log_softmax(dim=-1)
+            step_logprobs = scores.gather(-1, generated[..., None].to(scores.device)).squeeze(-1)
+            step_logprobs = step_logprobs.cpu()
+        if greedy and sampling.group_size > 1:
+            generated = generated.repeat_interleave(sampling.group_size, dim=0)
+            if step_logprobs is not None:
+                step_logprobs = step_logprobs.repeat_interleave(sampling.group_size, dim=0)
+
+        rollouts = []
+        for row in range(generated.shape[0]):
+            ids, reason = self._cut(generated[row].tolist(), end_ids, sampling)
+            rollouts.append(
+                Rollout(
+                    prompt_index=offset + row // sampling.group_size,
+                    response_ids=ids,
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    finish_reason=reason,
+                    logprobs=None if step_logprobs is None else step_logprobs[row, : len(ids)],
+                )
+            )
+        return rollouts
+
+    def _cut(
+        self, tokens: list[int], end_ids: set[int], sampling: SamplingConfig
+    ) -> tuple[list[int], FinishReason]:
+        """The response proper: up to and including its end token, without padding."""
+        for position, token in enumerate(tokens):
+            if token in end_ids:
+                return tokens[: position + 1], "eos"
+        if sampling.stop_strings:
+            # A row stopped by a stop string is padded while the others go on.
+            length = len(tokens)
+            while length and tokens[length - 1] == self.tokenizer.pad_token_id:
+                length -= 1
+            text = self.tokenizer.decode(tokens[:length], skip_special_tokens=True)
+            if any(text.endswith(stop) for stop in sampling.stop_strings):
+                return tokens[:length], "stop"
+        return tokens, "length"

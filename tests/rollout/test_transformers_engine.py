@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from apo.models import build_sequence_batch, encode_prompts, sequence_log_probs
+from apo.rollout import Rollout, SamplingConfig, TransformersEngine
+from tests.helpers import chat_prompt, image
+
+
+@pytest.fixture
+def engine(tiny):
+    return TransformersEngine(tiny.model, tiny.processor, tiny.tokenizer, tiny.is_multimodal)
+
+
+def _prompts(processor):
+    return [
+        chat_prompt(processor, "How many circles?", [image()]),
+        chat_prompt(
+            processor,
+            "Two pictures here, and a longer question than the others.",
+            [image(), image(84, 56, (0, 0, 255))],
+        ),
+        chat_prompt(processor, "2 + 3?", []),
+    ]
+
+
+def test_groups_of_responses_come_back_in_prompt_order(engine, tiny):
+    torch.manual_seed(0)
+    rollouts = engine.generate(
+        _prompts(tiny.processor), SamplingConfig(group_size=4, max_new_tokens=12)
+    )
+    assert len(rollouts) == 12
+    assert [r.prompt_index for r in rollouts] == [0] * 4 + [1] * 4 + [2] * 4
+    for rollout in rollouts:
+        assert 1 <= rollout.length <= 12
+        assert rollout.truncated == (rollout.finish_reason == "length")
+        if rollout.truncated:
+            assert rollout.length == 12
+        assert rollout.text == tiny.tokenizer.decode(rollout.response_ids, skip_special_tokens=True)
+
+
+def test_prompt_batches_keep_prompt_indices(engine, tiny):
+    torch.manual_seed(0)
+    rollouts = engine.generate(
+        _prompts(tiny.processor), SamplingConfig(group_size=2, max_new_tokens=4, max_batch_size=1)
+    )
+    assert [r.prompt_index for r in rollouts] == [0, 0, 1, 1, 2, 2]
+
+
+def test_greedy_decoding_is_deterministic(engine, tiny):
+    sampling = SamplingConfig(group_size=2, max_new_tokens=8, temperature=0.0)
+    first = engine.generate(_prompts(tiny.processor), sampling)
+    second = engine.generate(_prompts(tiny.processor), sampling)
+    assert [r.response_ids for r in first] == [r.response_ids for r in second]
+    assert first[0].response_ids == first[1].response_ids  # greedy: the group is identical
+
+
+def test_end_of_sequence_finishes_a_response(engine, tiny):
+    # Make <|im_end|> by far the likeliest token: responses end at once, EOS included.
+    eos = tiny.tokenizer.eos_token_id
+
+    def favour_eos(module, args, logits):
+        logits[..., eos] += 1e4
+        return logits
+
+    tiny.model.get_output_embeddings().register_forward_hook(favour_eos)
+    rollouts = engine.generate(_prompts(tiny.processor), SamplingConfig(group_size=2))
+    assert [(r.response_ids, r.finish_reason) for r in rollouts] == [([eos], "eos")] * 6
+    assert not any(r.truncated for r in rollouts)
+
+
+def test_sampling_log_probs_match_the_training_forward(engine, tiny):
+    """The engine's log-probs and sequence_log_probs agree: same layout, same model."""
+    prompts = _prompts(tiny.processor)
+    torch.manual_seed(1)
+    rollouts = engine.generate(
+        prompts, SamplingConfig(group_size=2, max_new_tokens=6, return_logprobs=True)
+    )
+    rows = [prompts[r.prompt_index] for r in rollouts]
+    inputs = encode_prompts(tiny.processor, [p.text for p in rows], [p.images for p in rows], True)
+    batch = build_sequence_batch(
+        inputs, [r.response_ids for r in rollouts], tiny.tokenizer.pad_token_id
+    )
+    with torch.no_grad():
+        logp = sequence_log_probs(tiny.model, batch).logp
+    for row, rollout in enumerate(rollouts):
+        assert rollout.logprobs.shape == (rollout.length,)
+        torch.testing.assert_close(
+            rollout.logprobs, logp[row, : rollout.length], atol=1e-4, rtol=1e-4
+        )
+
+
+def test_training_mode_is_restored_after_generation(engine, tiny):
+    tiny.model.train()
+    engine.generate(_prompts(tiny.processor)[:1], SamplingConfig(group_size=1, max_new_tokens=2))
+    assert tiny.model.training
+
+
+def _cut(engine, tokens, stop_strings=()):
+    sampling = SamplingConfig(group_size=1, stop_strings=list(stop_strings))
+    eos = engine.tokenizer.eos_token_id
+    return engine._cut(tokens, {eos}, sampling)
+
+
+def test_cut_keeps_the_end_token_and_drops_padding(engine):
+    eos, pad = engine.tokenizer.eos_token_id, engine.tokenizer.pad_token_id
+    assert _cut(engine, [5, 6, eos, pad, pad]) == ([5, 6, eos], "eos")
+    assert _cut(engine, [5, 6, 7]) == ([5, 6, 7], "length")
+
+
+def test_cut_recognises_a_stop_string(engine):
+    tokenizer, pad = engine.tokenizer, engine.tokenizer.pad_token_id
+    tokens = tokenizer.encode("<answer>3</answer>")
+    assert _cut(engine, [*tokens, pad, pad], ["</answer>"]) == (tokens, "stop")
+    assert _cut(engine, [*tokens, pad], ["</think>"])[1] == "length"
+
+
+def test_rollout_properties():
+    rollout = Rollout(prompt_index=0, response_ids=[1, 2, 3], text="abc", finish_reason="length")
+    assert rollout.length == 3 and rollout.truncated
+
+
+def test_bad_sampling_settings_are_rejected():
+    with pytest.raises(ValueError, match="group_size"):
+        SamplingConfig(group_size=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingConfig(top_p=0.0)
