@@ -102,6 +102,8 @@ class PromptDataset:
                     break
                 report.rows += 1
                 try:
+                    if record.error is not None:
+                        raise record.error
                     example = parse_record(record, row_index=report.rows - 1)
                     if example.id in seen:
                         raise DataError(

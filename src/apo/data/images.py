@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,9 @@ def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef
             path = base_dir / path
         if path.exists():
             return ImageRef(path=path)
-        if len(text) > 256 and "/" not in text[:64]:  # long text with no path shape: base64
-            return ImageRef(data=_decode_base64(text, location, field))
+        encoded = _bare_base64_image(text)
+        if encoded is not None:
+            return ImageRef(data=encoded)
         raise DataError(location, f"image file not found: {path}", field, reason="missing_image")
     raise DataError(
         location,
@@ -94,6 +96,21 @@ def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef
         field,
         reason="bad_image",
     )
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+_IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _bare_base64_image(text: str) -> bytes | None:
+    """The bytes of base64 text without a data: prefix, if it decodes to an image."""
+    if len(text) < 32 or not _BASE64.fullmatch(text):
+        return None
+    try:
+        data = base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data.startswith(_IMAGE_SIGNATURES) else None
 
 
 def _decode_base64(payload: str, location: str, field: str) -> bytes:

@@ -22,13 +22,15 @@ class Record:
     location: str
     fields: dict[str, Any]
     base_dir: Path  # relative image paths are resolved against it
+    error: DataError | None = None  # a row that could not be read (the file goes on)
 
 
 def read_records(path: str | Path, split: str = "train") -> Iterator[Record]:
     """Every row of a data file or a ``datasets.save_to_disk`` folder.
 
-    Raises DataError naming the file and line/row for unreadable files, malformed
-    JSON and rows that are not objects.
+    Raises DataError naming the file for unreadable files. A malformed JSON line
+    or a row that is not an object comes back as a record carrying its ``error``
+    (the next lines are still read), so a caller may skip it.
     """
     path = Path(path)
     if not path.exists():
@@ -69,13 +71,14 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             location = f"{path}:{number}"
             try:
                 value = json.loads(line)
+                yield Record(location, _as_object(location, value), path.parent)
             except json.JSONDecodeError as error:
-                raise DataError(
-                    location,
-                    f"malformed JSON: {error.msg} at column {error.colno}",
-                    reason="malformed_json",
-                ) from None
-            yield Record(location, _as_object(location, value), path.parent)
+                message = f"malformed JSON: {error.msg} at column {error.colno}"
+                yield Record(
+                    location, {}, path.parent, DataError(location, message, reason="malformed_json")
+                )
+            except DataError as error:
+                yield Record(location, {}, path.parent, error)
 
 
 def _read_json(path: Path) -> Iterator[Record]:

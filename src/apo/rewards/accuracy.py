@@ -122,16 +122,28 @@ def _same_value(a: str, b: str) -> bool:
     return x is not None and y is not None and numbers_equal(x, y)
 
 
+_SENTENCE = re.compile(r"[A-Za-z]{3,}\s+[A-Za-z]{2,}")
+
+
 def _math_parse(text: str) -> list:
+    """math_verify's reading of a short answer; [] when it finds no mathematical object.
+
+    Math is parsed as LaTeX first: raw, "[1, 3)" would be read as 3 and "y=2x+1"
+    as 2. A sentence ("There are 14 people.") is read raw, which finds its number.
+    """
     from math_verify import parse
 
-    # LaTeX-looking text is parsed as math first: raw, "2\\sqrt{2}" would be read as 2.
-    latex_first = any(mark in text for mark in ("\\", "^", "{")) and "$" not in text
-    for candidate in (f"${text}$", text) if latex_first else (text, f"${text}$"):
+    if "$" in text:
+        candidates = [text]
+    elif _SENTENCE.search(text) and "\\" not in text:
+        candidates = [text, f"${text}$"]
+    else:
+        candidates = [f"${text}$", text]
+    for candidate in candidates:
         # Timeouts are enforced by the reward runner (it kills a stuck worker);
         # math_verify's own rely on signals and fail outside a main thread.
         parsed = parse(candidate, parsing_timeout=None)
-        if parsed:
+        if parsed and not isinstance(parsed[0], str):  # a bare string is no parse
             return parsed
     return []
 
