@@ -112,6 +112,70 @@ def _run_advantages(args: argparse.Namespace) -> None:
     )
 
 
+def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model with APO or GRPO from a YAML config",
+        description=(
+            "Train with APO (or GRPO) from a YAML config, with dotted overrides such as "
+            "algorithm.beta=0.001 rollout.group_size=8. Every option is listed by "
+            "`apo train --reference` (also in configs/reference.yaml). Launch on several "
+            "processes or nodes with `accelerate launch -m apo.cli train ...` or torchrun."
+        ),
+    )
+    parser.add_argument("config", nargs="?", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides (values are YAML)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="resume from the latest checkpoint of the run folder, or from CHECKPOINT",
+    )
+    parser.add_argument("--output", help="run folder (overrides logging.output_dir)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    parser.add_argument(
+        "--reference", action="store_true", help="print every option with its help and exit"
+    )
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from apo.config import config_to_yaml, load_config, reference_yaml
+
+    if args.reference:
+        print(reference_yaml(), end="")
+        return 0
+    overrides = list(args.overrides)
+    if args.config is not None and "=" in args.config:  # no file, only overrides
+        overrides.insert(0, args.config)
+        args.config = None
+    if args.output:
+        overrides.append(f"logging.output_dir={args.output}")
+    config = load_config(args.config, overrides)
+    if args.print_config:
+        print(config_to_yaml(config), end="")
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apo").setLevel(logging.INFO)
+    from apo.trainer import StopTraining, Trainer
+
+    trainer = Trainer(config, resume=args.resume)
+    try:
+        exported = trainer.train()
+    except StopTraining as stop:
+        print(f"stopped by a signal; checkpoint saved in {config.logging.output_dir}/checkpoints")
+        return int(stop.code)
+    if exported is not None and trainer.is_main:
+        print(f"trained model: {exported}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apo",
@@ -122,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"apo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_advantages_parser(subparsers)
+    _add_train_parser(subparsers)
     return parser
 
 
@@ -132,11 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.handler(args)
-    except ValueError as error:
+        return args.handler(args) or 0
+    except ValueError as error:  # bad input: config, data, model path, reward reference
         print(f"apo {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -175,3 +175,19 @@ def test_bad_clip_settings_are_rejected(kwargs, message):
 def test_advantage_count_must_match_the_batch():
     with pytest.raises(ValueError, match="advantages has 3 entries for 2 sequences"):
         ppo_clip_loss(torch.zeros(2, 1), torch.zeros(2, 1), torch.ones(3), torch.ones(2, 1))
+
+
+@pytest.mark.parametrize("mode", LOSS_AGGREGATIONS.names())
+def test_micro_batches_with_the_whole_batch_denominator_sum_to_the_batch_loss(mode):
+    generator = torch.Generator().manual_seed(0)
+    loss = torch.rand(6, 5, generator=generator)
+    mask = torch.rand(6, 5, generator=generator) < 0.7
+    mask[:, 0] = True
+    mask[4] = False  # an empty row is not counted
+    whole = aggregate_loss(loss, mask, mode, max_tokens=5)
+    count = mask.sum().item() if mode == "token-mean" else mask.any(dim=1).sum().item()
+    parts = sum(
+        aggregate_loss(loss[rows], mask[rows], mode, max_tokens=5, denominator=count)
+        for rows in (slice(0, 2), slice(2, 3), slice(3, 6))
+    )
+    torch.testing.assert_close(parts, whole)

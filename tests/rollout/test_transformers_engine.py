@@ -3,6 +3,7 @@ import torch
 
 from apo.models import build_sequence_batch, encode_prompts, sequence_log_probs
 from apo.rollout import Rollout, SamplingConfig, TransformersEngine
+from apo.rollout.transformers_engine import placeholder_token_ids
 from tests.helpers import chat_prompt, image
 
 
@@ -69,24 +70,30 @@ def test_end_of_sequence_finishes_a_response(engine, tiny):
 
 
 def test_sampling_log_probs_match_the_training_forward(engine, tiny):
-    """The engine's log-probs and sequence_log_probs agree: same layout, same model."""
+    """The engine's log-probs are those of the sampling distribution: the model's
+    distribution over the same layout, without the suppressed placeholder tokens."""
     prompts = _prompts(tiny.processor)
     torch.manual_seed(1)
-    rollouts = engine.generate(
-        prompts, SamplingConfig(group_size=2, max_new_tokens=6, return_logprobs=True)
-    )
+    sampling = SamplingConfig(group_size=2, max_new_tokens=6, return_logprobs=True)
+    rollouts = engine.generate(prompts, sampling)
     rows = [prompts[r.prompt_index] for r in rollouts]
     inputs = encode_prompts(tiny.processor, [p.text for p in rows], [p.images for p in rows], True)
     batch = build_sequence_batch(
         inputs, [r.response_ids for r in rollouts], tiny.tokenizer.pad_token_id
     )
     with torch.no_grad():
-        logp = sequence_log_probs(tiny.model, batch).logp
+        logits = tiny.model(**batch.inputs).logits[:, batch.prompt_length - 1 : -1].float()
+        logits[..., placeholder_token_ids(tiny.model)] = float("-inf")
+        expected = (
+            torch.log_softmax(logits, -1).gather(-1, batch.response_ids[..., None]).squeeze(-1)
+        )
+        unsuppressed = sequence_log_probs(tiny.model, batch).logp
     for row, rollout in enumerate(rollouts):
         assert rollout.logprobs.shape == (rollout.length,)
-        torch.testing.assert_close(
-            rollout.logprobs, logp[row, : rollout.length], atol=1e-4, rtol=1e-4
-        )
+        got = rollout.logprobs
+        torch.testing.assert_close(got, expected[row, : rollout.length], atol=1e-4, rtol=1e-4)
+        # the suppressed mass is small: the training forward differs only slightly
+        torch.testing.assert_close(got, unsuppressed[row, : rollout.length], atol=0.05, rtol=0.05)
 
 
 def test_training_mode_is_restored_after_generation(engine, tiny):
@@ -124,3 +131,31 @@ def test_bad_sampling_settings_are_rejected():
         SamplingConfig(group_size=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingConfig(top_p=0.0)
+
+
+def test_per_prompt_seeds_make_responses_independent_of_batching(engine, tiny):
+    prompts = _prompts(tiny.processor)
+    sampling = SamplingConfig(group_size=2, max_new_tokens=6)
+    together = engine.generate(prompts, sampling, seeds=[11, 12, 13])
+    alone = engine.generate(prompts[1:2], sampling, seeds=[12])
+    assert [r.response_ids for r in together[2:4]] == [r.response_ids for r in alone]
+    assert [r.prompt_index for r in together] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        engine.generate(prompts, sampling, seeds=[1, 2])
+
+
+def test_image_placeholder_tokens_are_never_generated(engine, tiny):
+    # Even when the model strongly prefers <|image_pad|>, responses cannot contain it:
+    # fed back for training, the model would look for image features it lacks.
+    image_pad = tiny.model.config.image_token_id
+
+    def favour_image_pad(module, args, logits):
+        logits[..., image_pad] += 1e4
+        return logits
+
+    tiny.model.get_output_embeddings().register_forward_hook(favour_image_pad)
+    rollouts = engine.generate(
+        _prompts(tiny.processor), SamplingConfig(group_size=2, max_new_tokens=8)
+    )
+    banned = {image_pad, tiny.model.config.video_token_id, tiny.model.config.vision_start_token_id}
+    assert not any(set(r.response_ids) & banned for r in rollouts)

@@ -152,6 +152,7 @@ def apo_objective(
     dual_clip: float | None = None,
     aggregation: str = "seq-mean-token-mean",
     max_tokens: int | None = None,
+    denominator: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of one mini-batch: policy_loss + beta * agg(kl_weight_i * KL_it).
 
@@ -166,6 +167,7 @@ def apo_objective(
         advantages: [B] shaped advantages (:func:`shape_advantages`).
         kl_weights: [B] per-response KL weights; None means ones.
         beta: KL coefficient (official 1e-3).
+        denominator: see :func:`aggregate_loss`; used by both terms.
         The remaining arguments go to :func:`kl_divergence` and :func:`ppo_clip_loss`.
 
     Returns:
@@ -185,6 +187,7 @@ def apo_objective(
         dual_clip=dual_clip,
         aggregation=aggregation,
         max_tokens=max_tokens,
+        denominator=denominator,
     )
     total = policy_loss
     if ref_logp is not None:
@@ -197,7 +200,9 @@ def apo_objective(
             clamp=kl_clamp,
         )
         weighted = kl if kl_weights is None else kl * kl_weights.detach().to(kl.dtype)[:, None]
-        kl_loss = aggregate_loss(weighted, keep, aggregation, max_tokens=max_tokens)
+        kl_loss = aggregate_loss(
+            weighted, keep, aggregation, max_tokens=max_tokens, denominator=denominator
+        )
         total = policy_loss + beta * kl_loss
         metrics["loss/kl"] = kl_loss.detach()
         metrics["kl/mean"] = masked_token_mean(kl, keep)

@@ -10,7 +10,7 @@ from torch import Tensor
 from apo.algorithms.groups import as_float, check_same_shape
 from apo.registry import Registry
 
-Aggregation = Callable[[Tensor, Tensor, "int | None"], Tensor]
+Aggregation = Callable[[Tensor, Tensor, "int | None", "float | None"], Tensor]
 LOSS_AGGREGATIONS: Registry[Aggregation] = Registry("loss aggregation")
 
 # Bound on |log pi - log pi_old| before exponentiating, as in verl: exp(20) ~ 5e8
@@ -18,7 +18,7 @@ LOSS_AGGREGATIONS: Registry[Aggregation] = Registry("loss aggregation")
 MAX_LOG_RATIO = 20.0
 
 
-def _mean_over_nonempty_rows(per_row: Tensor, mask: Tensor) -> Tensor:
+def _mean_over_nonempty_rows(per_row: Tensor, mask: Tensor, denominator: float | None) -> Tensor:
     """Mean of a per-sequence value over the rows that hold at least one token.
 
     A fully masked row is not a sample (padding of an uneven batch, say), so it
@@ -26,28 +26,35 @@ def _mean_over_nonempty_rows(per_row: Tensor, mask: Tensor) -> Tensor:
     result is 0, still attached to the graph.
     """
     nonempty = mask.any(dim=1)
-    count = nonempty.sum()
+    count = nonempty.sum() if denominator is None else denominator
     if count == 0:
         return per_row.sum() * 0.0
     return torch.where(nonempty, per_row, torch.zeros_like(per_row)).sum() / count
 
 
 @LOSS_AGGREGATIONS.register("seq-mean-token-mean")
-def seq_mean_token_mean(loss: Tensor, mask: Tensor, max_tokens: int | None = None) -> Tensor:
+def seq_mean_token_mean(
+    loss: Tensor, mask: Tensor, max_tokens: int | None = None, denominator: float | None = None
+) -> Tensor:
     """mean_i [ sum_t m_it l_it / sum_t m_it ]: each response weighs the same (official)."""
     token_count = mask.sum(dim=1)
     per_row = (loss * mask).sum(dim=1) / token_count.clamp(min=1)
-    return _mean_over_nonempty_rows(per_row, mask)
+    return _mean_over_nonempty_rows(per_row, mask, denominator)
 
 
 @LOSS_AGGREGATIONS.register("token-mean")
-def token_mean(loss: Tensor, mask: Tensor, max_tokens: int | None = None) -> Tensor:
+def token_mean(
+    loss: Tensor, mask: Tensor, max_tokens: int | None = None, denominator: float | None = None
+) -> Tensor:
     """sum_it m_it l_it / sum_it m_it: each token weighs the same (DAPO)."""
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    count = mask.sum().clamp(min=1) if denominator is None else max(denominator, 1)
+    return (loss * mask).sum() / count
 
 
 @LOSS_AGGREGATIONS.register("seq-mean-token-sum-norm")
-def seq_mean_token_sum_norm(loss: Tensor, mask: Tensor, max_tokens: int | None = None) -> Tensor:
+def seq_mean_token_sum_norm(
+    loss: Tensor, mask: Tensor, max_tokens: int | None = None, denominator: float | None = None
+) -> Tensor:
     """mean_i [ sum_t m_it l_it / C ] with a constant C (Dr.GRPO: no length bias).
 
     C is ``max_tokens`` (the maximum response length of the run); by default the
@@ -57,7 +64,7 @@ def seq_mean_token_sum_norm(loss: Tensor, mask: Tensor, max_tokens: int | None =
     if norm <= 0:
         raise ValueError(f"max_tokens must be positive, got {norm!r}")
     per_row = (loss * mask).sum(dim=1) / norm
-    return _mean_over_nonempty_rows(per_row, mask)
+    return _mean_over_nonempty_rows(per_row, mask, denominator)
 
 
 def aggregate_loss(
@@ -66,12 +73,19 @@ def aggregate_loss(
     mode: str = "seq-mean-token-mean",
     *,
     max_tokens: int | None = None,
+    denominator: float | None = None,
 ) -> Tensor:
     """Reduce a per-token loss [B, T] to a scalar over the tokens where ``mask`` is set.
 
     Modes: ``seq-mean-token-mean`` (official), ``token-mean``,
     ``seq-mean-token-sum-norm`` (Dr.GRPO). Rows with no token are ignored.
     Values at masked positions never reach the result, even if NaN or inf.
+
+    ``denominator`` replaces the count the mean divides by (responses with at
+    least one token; tokens for ``token-mean``). A trainer that sees one
+    micro-batch of a larger batch passes the count of the whole batch (all
+    micro-batches, all processes), so the summed gradients equal those of the
+    whole batch at once.
     """
     aggregate = LOSS_AGGREGATIONS.get(mode)
     if loss.dim() != 2:
@@ -81,7 +95,7 @@ def aggregate_loss(
         raise ValueError("loss is empty: an empty batch has no tokens to aggregate")
     keep = mask.bool()
     loss = torch.where(keep, loss, torch.zeros_like(loss))
-    return aggregate(loss, keep.to(loss.dtype), max_tokens)
+    return aggregate(loss, keep.to(loss.dtype), max_tokens, denominator)
 
 
 def masked_token_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -102,6 +116,7 @@ def ppo_clip_loss(
     dual_clip: float | None = None,
     aggregation: str = "seq-mean-token-mean",
     max_tokens: int | None = None,
+    denominator: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped surrogate, per token, then aggregated.
 
@@ -119,7 +134,7 @@ def ppo_clip_loss(
         old_logp: [B, T] the same under the policy that sampled them (detached).
         advantages: [B] per response, or [B, T] per token (detached).
         mask: [B, T] bool or 0/1, set on response tokens.
-        aggregation: see :func:`aggregate_loss`.
+        aggregation, max_tokens, denominator: see :func:`aggregate_loss`.
 
     Returns:
         (loss, metrics): the scalar loss and detached diagnostics
@@ -164,7 +179,9 @@ def ppo_clip_loss(
         token_loss = torch.where(dual_active, dual_bound, token_loss)
         metrics["policy/dual_clip_frac"] = masked_token_mean(dual_active.float(), keep)
 
-    loss = aggregate_loss(token_loss, keep, aggregation, max_tokens=max_tokens)
+    loss = aggregate_loss(
+        token_loss, keep, aggregation, max_tokens=max_tokens, denominator=denominator
+    )
 
     with torch.no_grad():
         clip_active = clipped > unclipped

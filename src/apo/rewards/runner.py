@@ -29,6 +29,8 @@ from apo.rewards.registry import resolve_reward, reward_name
 
 logger = logging.getLogger(__name__)
 
+FAILURE_KINDS = ("timeouts", "errors", "invalid", "bad_ground_truth")
+
 
 class RewardComponentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -147,13 +149,19 @@ class RewardRunner:
 
     def __init__(self, config: RewardConfig) -> None:
         self.config = config
-        self.references = [c.name for c in config.components]
-        for reference in self.references:
-            resolve_reward(reference)
+        self.references = self.check_references(config)
         self.names = [reward_name(r) for r in self.references]
         self.weights = [c.weight for c in config.components]
         self._pool = None
         self._warned: set[tuple[str, str]] = set()
+
+    @staticmethod
+    def check_references(config: RewardConfig) -> list[str]:
+        """Import every reward now; ValueError naming the one that fails."""
+        references = [c.name for c in config.components]
+        for reference in references:
+            resolve_reward(reference)
+        return references
 
     def _get_pool(self):
         if self._pool is None:

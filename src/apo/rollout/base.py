@@ -76,8 +76,16 @@ class Rollout:
 
 
 class RolloutEngine(Protocol):
-    def generate(self, prompts: Sequence[PromptInput], sampling: SamplingConfig) -> list[Rollout]:
-        """``len(prompts) * G`` rollouts, grouped: those of prompt k at [k*G, (k+1)*G)."""
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Rollout]:
+        """``len(prompts) * G`` rollouts, grouped: those of prompt k at [k*G, (k+1)*G).
+
+        ``seeds`` (one per prompt) make each prompt's responses reproducible
+        whatever the batching."""
         ...
 
     def sync_weights(self) -> None:

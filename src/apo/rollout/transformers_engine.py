@@ -25,6 +25,30 @@ def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+# Placeholder tokens that stand for image or video features. A response must never
+# contain one: fed back for training, the model would look for features it lacks.
+_PLACEHOLDER_TOKEN_ATTRIBUTES = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "image_token_index",
+    "video_token_index",
+)
+
+
+def placeholder_token_ids(model: Any) -> list[int]:
+    """Ids of the model's image/video placeholder tokens (none for a text-only model)."""
+    config = getattr(model, "config", None)
+    ids = {getattr(config, name, None) for name in _PLACEHOLDER_TOKEN_ATTRIBUTES}
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+
+def _cuda_devices(model: Any) -> list[int]:
+    device = next(model.parameters()).device
+    return [device.index or 0] if device.type == "cuda" else []
+
+
 class TransformersEngine:
     """Batched sampling with a KV cache, left-padded prompts and any number of images.
 
@@ -41,12 +65,30 @@ class TransformersEngine:
         """Nothing to do: generation runs on the training module itself."""
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[PromptInput], sampling: SamplingConfig) -> list[Rollout]:
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Rollout]:
+        """G responses per prompt, grouped by prompt.
+
+        With ``seeds``, each prompt is sampled alone under its own seed, so its
+        responses do not depend on which prompts share its batch (or process).
+        """
         model = unwrap_model(self.model)
         was_training = model.training
         model.eval()  # no dropout while sampling
         try:
             rollouts: list[Rollout] = []
+            if seeds is not None:
+                if len(seeds) != len(prompts):
+                    raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+                for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+                    with torch.random.fork_rng(devices=_cuda_devices(model)):
+                        torch.manual_seed(seed)
+                        rollouts += self._generate_chunk(model, [prompt], index, sampling)
+                return rollouts
             for start in range(0, len(prompts), sampling.max_batch_size):
                 chunk = prompts[start : start + sampling.max_batch_size]
                 rollouts += self._generate_chunk(model, chunk, start, sampling)
@@ -78,6 +120,9 @@ class TransformersEngine:
             "return_dict_in_generate": True,
             "output_scores": sampling.return_logprobs,
         }
+        suppressed = placeholder_token_ids(model)
+        if suppressed:
+            kwargs["suppress_tokens"] = suppressed
         if not greedy:
             kwargs |= {
                 "temperature": sampling.temperature,

@@ -1,0 +1,114 @@
+"""Checkpoints: the full training state, written atomically, the last K kept.
+
+A checkpoint folder ``step-00000050`` holds what ``accelerate`` saves (model
+weights as safetensors, optimizer, scheduler, every process's RNG states) and
+``trainer_state.json`` (step, data position, config). It is written under a
+temporary name and renamed into place only when complete, so a crash mid-write
+never leaves a folder that looks like a checkpoint, and the previous one stays.
+With LoRA, only the adapter is saved (``adapter/``, peft's safetensors format).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    checkpoints = list_checkpoints(directory)
+    return checkpoints[-1] if checkpoints else None
+
+
+def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
+    path = Path(checkpoint) / STATE_FILE
+    if not path.is_file():
+        raise ValueError(f"{checkpoint} is not a complete apo checkpoint (no {STATE_FILE})")
+    return json.loads(path.read_text())
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def save_checkpoint(
+    accelerator, directory: str | Path, step: int, state: dict[str, Any], keep_last: int
+) -> Path:
+    """Save on every process; the main process finalises, renames and prunes."""
+    directory = Path(directory)
+    final = directory / checkpoint_name(step)
+    staging = directory / f".tmp-{checkpoint_name(step)}"
+    if accelerator.is_main_process:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crash
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        _fsync_tree(staging)
+        if final.exists():  # the same step saved again (e.g. a signal right after a save)
+            shutil.rmtree(final)
+        staging.rename(final)
+        for old in list_checkpoints(directory)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, checkpoint: str | Path) -> dict[str, Any]:
+    """Restore the accelerate state (weights, optimizer, scheduler, RNG) and return
+    the trainer state."""
+    state = read_trainer_state(checkpoint)
+    accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
+    return state
+
+
+def register_lora_hooks(accelerator) -> None:
+    """Save and load only the LoRA adapter of a peft policy, not the frozen base."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    def save_hook(models, weights, output_dir):
+        for index in reversed(range(len(models))):
+            model = accelerator.unwrap_model(models[index])
+            if isinstance(model, PeftModel):
+                if accelerator.is_main_process:
+                    model.save_pretrained(
+                        os.path.join(output_dir, "adapter"), safe_serialization=True
+                    )
+                if weights:
+                    weights.pop(index)
+
+    def load_hook(models, input_dir):
+        for index in reversed(range(len(models))):
+            model = accelerator.unwrap_model(models[index])
+            if isinstance(model, PeftModel):
+                path = os.path.join(input_dir, "adapter", "adapter_model.safetensors")
+                set_peft_model_state_dict(model, load_file(path))
+                models.pop(index)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)

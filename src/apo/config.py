@@ -1,0 +1,383 @@
+"""One typed, validated configuration: YAML file + dotted command-line overrides.
+
+Every field carries its help text next to its default, so ``apo train
+--print-config`` (and ``configs/reference.yaml``, generated from it) document
+every option. Unknown keys and bad values fail before anything loads, naming
+the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from apo.algorithms import (
+    ADVANTAGE_ESTIMATORS,
+    DADS_SCHEDULES,
+    KL_ESTIMATORS,
+    LOSS_AGGREGATIONS,
+    OFFICIAL_BETA,
+    OFFICIAL_STCR_BASE,
+)
+from apo.data import DataConfig
+from apo.models import LoraSettings, ModelConfig
+from apo.rewards import RewardConfig
+from apo.rollout import SamplingConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ReferenceConfig(Section):
+    """The frozen reference policy of the KL term."""
+
+    kind: Literal["auto", "copy", "adapter_disabled", "none"] = Field(
+        "auto",
+        description=(
+            "'auto': the adapter-disabled base with LoRA, else a frozen copy; 'none' needs "
+            "algorithm.beta = 0."
+        ),
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="dtype of a frozen copy; None: the policy's."
+    )
+    device: str | None = Field(None, description="Device of a frozen copy; None: the policy's.")
+
+
+class RolloutConfig(SamplingConfig):
+    """How responses are generated (G per prompt)."""
+
+    engine: Literal["transformers"] = Field(
+        "transformers", description="Generation engine: transformers' generate with the policy."
+    )
+    seed_per_prompt: bool = Field(
+        False,
+        description=(
+            "Sample each prompt alone with a seed derived from (seed, step, prompt): the "
+            "responses no longer depend on batching or the number of processes (slower)."
+        ),
+    )
+
+
+class AlgorithmConfig(Section):
+    """APO or GRPO, and every knob of the objective (docs/ALGORITHM.md)."""
+
+    name: Literal["apo", "grpo"] = Field(
+        "apo", description="'apo' = GRPO + DADS + STCR; 'grpo' = neither (see dads / stcr)."
+    )
+    dads: bool | None = Field(None, description="DADS on/off; None: on for apo, off for grpo.")
+    stcr: bool | None = Field(None, description="STCR on/off; None: on for apo, off for grpo.")
+    advantage: str = Field("grpo", description="Group advantage estimator: grpo, dr_grpo, rloo.")
+    unbiased_std: bool = Field(True, description="grpo: unbiased group std (official).")
+    advantage_eps: float = Field(1e-9, gt=0, description="grpo: added to the std.")
+    dads_schedule: str = Field(
+        "official", description="DADS weight schedule: official, exp, constant."
+    )
+    stcr_base: float = Field(
+        OFFICIAL_STCR_BASE, gt=1.0, description="STCR base (official 1.00001)."
+    )
+    stcr_negatives_only: bool = Field(
+        False,
+        description="Apply STCR only to negative advantages (official: to every wrong answer).",
+    )
+    beta: float = Field(OFFICIAL_BETA, ge=0, description="KL coefficient (official 1e-3).")
+    kl_estimator: str = Field("k3", description="KL estimator: k1, k2, k3, low_var_kl.")
+    kl_clamp: float | None = Field(None, gt=0, description="Clamp per-token KL to [-c, c].")
+    eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip range below 1.")
+    eps_high: float | None = Field(
+        None, ge=0, description="PPO clip range above 1; None: eps_low (larger: clip-higher)."
+    )
+    dual_clip: float | None = Field(None, gt=1, description="Dual-clip bound c > 1 for A < 0.")
+    aggregation: str = Field(
+        "seq-mean-token-mean",
+        description="Loss aggregation: seq-mean-token-mean, token-mean, seq-mean-token-sum-norm.",
+    )
+    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout.")
+    filter_uniform_groups: bool = Field(
+        False,
+        description=(
+            "Drop groups whose rewards are all equal from the update (DAPO-style); they carry "
+            "no policy gradient. Off in the paper."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> AlgorithmConfig:
+        for field, registry in (
+            ("advantage", ADVANTAGE_ESTIMATORS),
+            ("dads_schedule", DADS_SCHEDULES),
+            ("kl_estimator", KL_ESTIMATORS),
+            ("aggregation", LOSS_AGGREGATIONS),
+        ):
+            value = getattr(self, field)
+            if value not in registry:
+                raise ValueError(f"{field}={value!r} is unknown; allowed: {', '.join(registry)}")
+        return self
+
+    @property
+    def use_dads(self) -> bool:
+        return self.name == "apo" if self.dads is None else self.dads
+
+    @property
+    def use_stcr(self) -> bool:
+        return self.name == "apo" if self.stcr is None else self.stcr
+
+
+class OptimConfig(Section):
+    """The optimiser and learning-rate schedule."""
+
+    lr: float = Field(1e-6, gt=0, description="Peak learning rate (official 1e-6).")
+    scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Decay after warmup: constant, linear (to 0) or cosine."
+    )
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="cosine/linear: final lr as a fraction of lr."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Warmup, as a fraction of all steps.")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam betas (official 0.9, 0.95).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max global grad norm; None: off.")
+
+
+class BatchConfig(Section):
+    """How much data each step uses and how it is cut for the update."""
+
+    prompts_per_step: int = Field(
+        128, ge=1, description="Prompts per rollout, over all processes (official 128)."
+    )
+    prompts_per_update: int = Field(
+        8,
+        ge=1,
+        description=(
+            "Prompts per optimizer update (official train batch 64 = 8 prompts x 8); a step "
+            "makes prompts_per_step / prompts_per_update updates per PPO epoch."
+        ),
+    )
+    micro_batch_size: int = Field(
+        4, ge=1, description="Sequences per forward/backward on one process (grad accumulation)."
+    )
+    logprob_batch_size: int = Field(
+        8, ge=1, description="Sequences per no-grad forward (reference and old log-probs)."
+    )
+    logprob_chunk_size: int = Field(
+        1024, ge=1, description="Response tokens per output-head chunk in log-prob passes."
+    )
+
+
+class TrainingConfig(Section):
+    """Length of the run, seed and numerics."""
+
+    max_steps: int | None = Field(None, ge=1, description="Steps to train; None: from episodes.")
+    episodes: float = Field(
+        2.0, gt=0, description="Passes over the data when max_steps is None (official 2)."
+    )
+    seed: int = Field(42, description="Seed of data order, sampling and initialisation.")
+    precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="Autocast mixed precision for forward passes (weights: model.dtype)."
+    )
+
+
+class LoggingConfig(Section):
+    """Where metrics go."""
+
+    output_dir: str = Field("runs/apo", description="Run folder: metrics, samples, checkpoints.")
+    log_every: int = Field(1, ge=1, description="Console summary every N steps.")
+    samples_per_step: int = Field(
+        4, ge=0, description="Completions written to samples.jsonl per step."
+    )
+    tensorboard: bool = Field(False, description="Also log to tensorboard (needs tensorboard).")
+    wandb: bool = Field(False, description="Also log to Weights & Biases (needs wandb).")
+    wandb_project: str = Field("apo", description="wandb project.")
+    wandb_mode: Literal["online", "offline"] = Field("offline", description="wandb mode.")
+
+
+class CheckpointConfig(Section):
+    """Checkpoints (full training state) and the final exported model."""
+
+    every: int = Field(50, ge=0, description="Save every N steps; 0: only at the end.")
+    keep_last: int = Field(3, ge=1, description="Keep the last K checkpoints.")
+    export_final_model: bool = Field(
+        True, description="Write a from_pretrained-loadable folder at the end."
+    )
+    merge_lora: bool = Field(True, description="Merge LoRA adapters into the exported model.")
+
+
+class EvalConfig(Section):
+    """Periodic evaluation on held-out prompts (greedy by default)."""
+
+    every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
+    data: DataConfig | None = Field(None, description="Evaluation data; required when every > 0.")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
+    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
+
+
+class TrainConfig(Section):
+    """Everything ``apo train`` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> TrainConfig:
+        if self.data.path is None:
+            raise ValueError("data.path is not set: give a data file or datasets folder")
+        batch = self.batch
+        if batch.prompts_per_step % batch.prompts_per_update:
+            raise ValueError(
+                f"batch.prompts_per_update={batch.prompts_per_update} must divide "
+                f"batch.prompts_per_step={batch.prompts_per_step}"
+            )
+        if self.algorithm.beta > 0 and self.reference.kind == "none":
+            raise ValueError("reference.kind='none' needs algorithm.beta = 0 (no KL term)")
+        if self.reference.kind == "adapter_disabled" and not self.lora.enabled:
+            raise ValueError("reference.kind='adapter_disabled' needs lora.enabled = true")
+        if self.eval.every > 0 and self.eval.data is None:
+            raise ValueError("eval.every > 0 needs eval.data")
+        return self
+
+    def total_steps(self, num_examples: int) -> int:
+        if self.training.max_steps is not None:
+            return self.training.max_steps
+        per_epoch = num_examples // self.batch.prompts_per_step
+        return max(1, math.ceil(self.training.episodes * per_epoch))
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key and what is allowed."""
+
+
+def _allowed_keys(model: type[BaseModel], path: tuple) -> list[str]:
+    for key in path:
+        field = model.model_fields.get(key)
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)
+
+
+def format_validation_error(error: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"] if not isinstance(part, int)]
+        key = ".".join(location) or "(config)"
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, tuple(location[:-1]))
+            lines.append(f"config key {key!r}: unknown key; allowed: {', '.join(allowed)}")
+        elif not location:  # a rule across sections (the message names the keys)
+            lines.append(problem["msg"].removeprefix("Value error, "))
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"config key {key!r}: {message} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[x, y]"]`` -> ``{"a": {"b": 1}, "c": ["x", "y"]}`` (values as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({error})") from None
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = value
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply dotted overrides, validate. ConfigError says what is wrong."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    raw = merge(raw, parse_overrides(overrides or []))
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        source = f" ({path})" if path else ""
+        raise ConfigError(
+            f"invalid configuration{source}:\n{format_validation_error(error, TrainConfig)}"
+        ) from None
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def reference_yaml() -> str:
+    """Every option with its default and help text, as commented YAML."""
+    lines = ["# apo train: every option, its default and what it does.", ""]
+
+    def emit(model: BaseModel, indent: int) -> None:
+        pad = "  " * indent
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if field.description:
+                lines.append(f"{pad}# {field.description}")
+            if isinstance(value, BaseModel):
+                doc = (type(value).__doc__ or "").strip().splitlines()
+                if doc and not field.description:
+                    lines.append(f"{pad}# {doc[0]}")
+                lines.append(f"{pad}{name}:")
+                emit(value, indent + 1)
+            else:
+                dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, width=1000)
+                lines.append(pad + dumped.strip().removeprefix("{").removesuffix("}"))
+
+    emit(TrainConfig.model_construct(), 0)  # defaults, without the cross-section checks
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,719 @@
+"""The training loop: rollout -> reward -> advantage -> update.
+
+One step, as :meth:`Trainer.step` reads top to bottom:
+
+1. take this process's share of the step's prompts;
+2. generate G responses per prompt;
+3. score them (reward components, correctness);
+4. group advantages with STCR, DADS KL weights (``apo.algorithms``);
+5. reference log-probs (and old log-probs when the update is off-policy);
+6. ``ppo_epochs`` passes over ``prompts_per_step / prompts_per_update``
+   updates, each with gradient accumulation over micro-batches and clipping;
+7. log; every N steps evaluate and checkpoint.
+
+Distributed: prompts are split between processes so that each update's
+prompts are spread over all of them, whole groups on one process, and loss
+denominators are summed over processes, so N processes compute the same
+gradients as one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from apo.algorithms import apo_objective, shape_advantages
+from apo.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    register_lora_hooks,
+    save_checkpoint,
+)
+from apo.config import TrainConfig, config_to_yaml
+from apo.data import DataError, PromptDataset, ResumableSampler
+from apo.metrics import rollout_metrics, throughput
+from apo.models import (
+    SequenceBatch,
+    apply_lora,
+    build_reference,
+    build_sequence_batch,
+    encode_prompts,
+    load_model,
+    sequence_log_probs,
+)
+from apo.rewards import RewardRunner, RewardSample, reward_name
+from apo.rewards.runner import FAILURE_KINDS
+from apo.rollout import PromptInput, Rollout, TransformersEngine
+from apo.tracking import RunTracker
+
+logger = logging.getLogger(__name__)
+
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopTraining(SystemExit):
+    """Raised after a checkpoint was saved in answer to SIGTERM / SIGINT."""
+
+
+def lr_multiplier(update: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
+    """Learning-rate factor of optimizer update ``update`` (0-based).
+
+    Linear warmup reaching 1 at update ``warmup - 1``, then ``constant``,
+    ``linear`` or ``cosine`` decay to ``min_ratio`` at the last update.
+    """
+    if update < warmup:
+        return (update + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    progress = min(1.0, (update - warmup) / max(1, total - warmup - 1))
+    if kind == "linear":
+        decay = 1.0 - progress
+    elif kind == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise ValueError(f"unknown scheduler {kind!r}")
+    return min_ratio + (1.0 - min_ratio) * decay
+
+
+def prompt_seed(seed: int, step: int, position: int) -> int:
+    """A seed for one prompt of one step, the same on any number of processes."""
+    return (seed * 1_000_003 + step * 10_007 + position) % (2**63 - 1)
+
+
+def rank_positions(
+    prompts_per_step: int, prompts_per_update: int, rank: int, world: int
+) -> list[int]:
+    """Positions in the step's prompt list that process ``rank`` handles.
+
+    Each update's block of ``prompts_per_update`` prompts is cut into ``world``
+    contiguous slices, so every update spans all processes and a process's k-th
+    local update is its slice of the global k-th update.
+    """
+    if prompts_per_update % world:
+        raise ValueError(
+            f"batch.prompts_per_update={prompts_per_update} must be a multiple of the "
+            f"number of processes ({world})"
+        )
+    share = prompts_per_update // world
+    return [
+        start + rank * share + offset
+        for start in range(0, prompts_per_step, prompts_per_update)
+        for offset in range(share)
+    ]
+
+
+@dataclass
+class MicroBatch:
+    """A slice of the rollout ready for the model, with its per-response tensors."""
+
+    batch: SequenceBatch
+    loss_mask: Tensor  # [B, T]: response tokens that enter the loss
+    advantages: Tensor  # [B]
+    kl_weights: Tensor  # [B]
+    ref_logp: Tensor | None = None
+    old_logp: Tensor | None = None
+
+
+class Trainer:
+    """Wires the components from a :class:`TrainConfig` and runs the loop."""
+
+    def __init__(self, config: TrainConfig, resume: str | bool | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+        self.config = config
+        # Several processes without a GPU: accelerate wants cpu=True to use gloo.
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        # A micro-batch without images leaves the vision tower without gradients:
+        # DDP must look for unused parameters, or processes fall out of step.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        self.accelerator = Accelerator(
+            mixed_precision=config.training.precision, cpu=multi_cpu, kwargs_handlers=[ddp]
+        )
+        self.is_main = self.accelerator.is_main_process
+        self.run_dir = Path(config.logging.output_dir)
+        set_seed(config.training.seed, device_specific=True)  # + process index
+
+        # --- model, reference, data, rewards, engine
+        _check_inputs_exist(config)  # before the (possibly long) model load
+        loaded = load_model(config.model, device=self.accelerator.device)
+        self.processor, self.tokenizer = loaded.processor, loaded.tokenizer
+        self.is_multimodal = loaded.is_multimodal
+        policy = loaded.model
+        if config.lora.enabled:
+            policy = apply_lora(policy, config.lora)
+            register_lora_hooks(self.accelerator)
+        reference_dtype = getattr(torch, config.reference.dtype) if config.reference.dtype else None
+        self.reference = build_reference(
+            policy,
+            config.reference.kind,
+            device=config.reference.device,
+            dtype=reference_dtype,
+            chunk_size=config.batch.logprob_chunk_size,
+        )
+        self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
+        if self.is_main and self.dataset.report.dropped:
+            logger.warning("training data: %s", self.dataset.report.summary())
+        self.eval_dataset = None
+        if config.eval.data is not None:
+            self.eval_dataset = PromptDataset.load(
+                config.eval.data, self.processor, self.is_multimodal
+            )
+        self.sampler = ResumableSampler(
+            len(self.dataset),
+            config.batch.prompts_per_step,
+            config.training.seed,
+            config.data.shuffle,
+        )
+        self.positions = rank_positions(
+            config.batch.prompts_per_step,
+            config.batch.prompts_per_update,
+            self.accelerator.process_index,
+            self.accelerator.num_processes,
+        )
+        self.rewards = RewardRunner(config.rewards)
+
+        # --- optimisation
+        self.total_steps = config.total_steps(len(self.dataset))
+        self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
+        total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
+        warmup = int(config.optim.warmup_ratio * total_updates)
+        parameters = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameters,
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            eps=config.optim.eps,
+            weight_decay=config.optim.weight_decay,
+            fused=self.accelerator.device.type == "cuda",
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda update: lr_multiplier(
+                update, total_updates, warmup, config.optim.scheduler, config.optim.min_lr_ratio
+            ),
+        )
+        self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
+        # Not prepared: accelerate would step it once per process. Still checkpointed.
+        self.scheduler = scheduler
+        self.accelerator.register_for_checkpointing(scheduler)
+        self.engine = TransformersEngine(
+            self.policy, self.processor, self.tokenizer, self.is_multimodal
+        )
+
+        # --- bookkeeping
+        self.step_index = 0
+        self.tracker = RunTracker(
+            self.run_dir,
+            config.model_dump(mode="json"),
+            enabled=self.is_main,
+            tensorboard=config.logging.tensorboard,
+            wandb=config.logging.wandb,
+            wandb_project=config.logging.wandb_project,
+            wandb_mode=config.logging.wandb_mode,
+        )
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(config_to_yaml(config))
+        self._stop_signal: int | None = None
+        if resume:
+            self._resume(None if resume is True else resume)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> Path | None:
+        """Train to the last step; returns the exported model folder (if any)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNAL_EXIT_CODES}
+        try:
+            with self._progress() as advance:
+                while self.step_index < self.total_steps:
+                    metrics = self.step()
+                    self.step_index += 1
+                    self.tracker.log(self.step_index, metrics)
+                    advance(metrics)
+                    if self._should(self.config.eval.every):
+                        self.tracker.log(self.step_index, self.evaluate())
+                    if self._stop_requested():
+                        self.save_checkpoint()
+                        raise StopTraining(SIGNAL_EXIT_CODES[self._stop_signal])
+                    if self._should(self.config.checkpoint.every):
+                        self.save_checkpoint()
+            if self.config.eval.every:
+                self.tracker.log(self.step_index, self.evaluate())
+            self.save_checkpoint()
+            return self.export_model() if self.config.checkpoint.export_final_model else None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    def step(self) -> dict[str, float]:
+        """One rollout and its updates; returns this step's metrics (all processes)."""
+        cfg, timings = self.config, {}
+        step_start = time.perf_counter()
+
+        # 1. this process's prompts
+        global_indices = self.sampler.next_batch()
+        indices = [global_indices[p] for p in self.positions]
+        prompts = self.dataset.prompt_inputs(indices)
+
+        # 2. generate G responses per prompt
+        start = time.perf_counter()
+        seeds = None
+        if cfg.rollout.seed_per_prompt:
+            seeds = [prompt_seed(cfg.training.seed, self.step_index, p) for p in self.positions]
+        rollouts = self.engine.generate(prompts, cfg.rollout, seeds)
+        timings["time/generation"] = time.perf_counter() - start
+
+        # 3. score them
+        start = time.perf_counter()
+        examples = [self.dataset.examples[i] for i in indices]
+        scored = self.rewards.score(
+            [self._reward_sample(examples[r.prompt_index], r) for r in rollouts]
+        )
+        timings["time/reward"] = time.perf_counter() - start
+
+        # 4. advantages (STCR) and KL weights (DADS), group by group
+        lengths = torch.tensor([r.length for r in rollouts], dtype=torch.float32)
+        shaped = shape_advantages(
+            scored.total,
+            scored.correct,
+            lengths,
+            cfg.rollout.group_size,
+            dads=cfg.algorithm.use_dads,
+            stcr=cfg.algorithm.use_stcr,
+            advantage_method=cfg.algorithm.advantage,
+            advantage_eps=cfg.algorithm.advantage_eps,
+            unbiased_std=cfg.algorithm.unbiased_std,
+            stcr_base=cfg.algorithm.stcr_base,
+            stcr_negatives_only=cfg.algorithm.stcr_negatives_only,
+            dads_schedule=cfg.algorithm.dads_schedule,
+        )
+        keep = self._kept_responses(scored.total)
+
+        # 5. per update, micro-batches with reference (and old) log-probs
+        updates = self._build_updates(prompts, rollouts, shaped.advantages, shaped.kl_weights, keep)
+        start = time.perf_counter()
+        self._fill_log_probs(
+            updates, reference=self.reference is not None and cfg.algorithm.beta > 0
+        )
+        timings["time/reference"] = time.perf_counter() - start
+
+        # 6. the updates
+        start = time.perf_counter()
+        loss_metrics = self._update(updates)
+        timings["time/update"] = time.perf_counter() - start
+        timings["time/step"] = time.perf_counter() - step_start
+
+        # 7. metrics of the whole step, over all processes
+        metrics = self._rollout_metrics(rollouts, scored, shaped, keep, timings)
+        metrics |= loss_metrics
+        metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
+        self._log_samples(examples, rollouts, scored, shaped)
+        return metrics
+
+    # ------------------------------------------------------------------ pieces of a step
+
+    @staticmethod
+    def _reward_sample(example, rollout: Rollout) -> RewardSample:
+        info = {"question": example.question, "choices": example.choices, "id": example.id}
+        return RewardSample(response=rollout.text, answer=example.answer, info=info | example.extra)
+
+    def _kept_responses(self, rewards: Tensor) -> Tensor:
+        """[N] bool: responses that enter the update (all, unless uniform groups are dropped)."""
+        if not self.config.algorithm.filter_uniform_groups:
+            return torch.ones_like(rewards, dtype=torch.bool)
+        grouped = rewards.reshape(-1, self.config.rollout.group_size)
+        varied = (grouped != grouped[:, :1]).any(dim=1, keepdim=True)
+        return varied.expand_as(grouped).reshape(-1)
+
+    def _build_updates(
+        self,
+        prompts: list[PromptInput],
+        rollouts: list[Rollout],
+        advantages: Tensor,
+        kl_weights: Tensor,
+        keep: Tensor,
+    ) -> list[list[MicroBatch]]:
+        """This process's responses, cut into updates, then into micro-batches.
+
+        Responses left out of the update (``keep`` False) stay in their
+        micro-batch with an empty loss mask: every process then runs the same
+        number of forward/backward passes, which distributed training requires.
+        """
+        per_update = len(rollouts) // self.updates_per_step
+        size = self.config.batch.micro_batch_size
+        updates = []
+        for first in range(0, len(rollouts), per_update):
+            rows = list(range(first, first + per_update))
+            micro_batches = []
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                chunk_prompts = [prompts[rollouts[i].prompt_index] for i in chunk]
+                inputs = encode_prompts(
+                    self.processor,
+                    [p.text for p in chunk_prompts],
+                    [p.images for p in chunk_prompts],
+                    self.is_multimodal,
+                )
+                batch = build_sequence_batch(
+                    inputs, [rollouts[i].response_ids for i in chunk], self.tokenizer.pad_token_id
+                )
+                batch = batch.to(self.accelerator.device)
+                kept = keep[chunk].to(self.accelerator.device)
+                micro_batches.append(
+                    MicroBatch(
+                        batch=batch,
+                        loss_mask=batch.response_mask & kept[:, None],
+                        advantages=advantages[chunk].to(self.accelerator.device),
+                        kl_weights=kl_weights[chunk].to(self.accelerator.device),
+                    )
+                )
+            updates.append(micro_batches)
+        return updates
+
+    @torch.no_grad()
+    def _fill_log_probs(self, updates: list[list[MicroBatch]], reference: bool) -> None:
+        """Reference log-probs, and old log-probs when the updates are off-policy.
+
+        With one update per rollout (a single pass over a single mini-batch) the
+        policy that sampled the responses is the one being updated, so the old
+        log-probs equal the current ones: that extra forward pass is skipped.
+        """
+        on_policy = self.updates_per_step == 1 and self.config.algorithm.ppo_epochs == 1
+        temperature = self.config.rollout.temperature or 1.0
+        for micro in (m for update in updates for m in update):
+            if reference:
+                micro.ref_logp = self.reference.log_probs(micro.batch, temperature=temperature)
+            if not on_policy:
+                micro.old_logp = sequence_log_probs(
+                    self.policy,
+                    micro.batch,
+                    temperature=temperature,
+                    chunk_size=self.config.batch.logprob_chunk_size,
+                ).logp
+
+    def _update(self, updates: list[list[MicroBatch]]) -> dict[str, float]:
+        cfg, accelerator = self.config, self.accelerator
+        algorithm = cfg.algorithm
+        temperature = cfg.rollout.temperature or 1.0
+        sums: dict[str, float] = {}
+        count = 0
+        grad_norms = []
+        self.policy.train()
+        for _ in range(algorithm.ppo_epochs):
+            for micro_batches in updates:
+                denominator = self._global_denominator(micro_batches)
+                self.optimizer.zero_grad(set_to_none=True)
+                for index, micro in enumerate(micro_batches):
+                    last = index == len(micro_batches) - 1
+                    sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
+                    with sync:
+                        result = sequence_log_probs(
+                            self.policy,
+                            micro.batch,
+                            temperature=temperature,
+                            chunk_size=cfg.batch.logprob_chunk_size,
+                            with_entropy=True,
+                        )
+                        old = result.logp.detach() if micro.old_logp is None else micro.old_logp
+                        loss, metrics = apo_objective(
+                            result.logp,
+                            old,
+                            micro.ref_logp,
+                            micro.loss_mask,
+                            micro.advantages,
+                            micro.kl_weights,
+                            beta=algorithm.beta if micro.ref_logp is not None else 0.0,
+                            kl_estimator=algorithm.kl_estimator,
+                            kl_clamp=algorithm.kl_clamp,
+                            eps_low=algorithm.eps_low,
+                            eps_high=algorithm.eps_high,
+                            dual_clip=algorithm.dual_clip,
+                            aggregation=algorithm.aggregation,
+                            max_tokens=cfg.rollout.max_new_tokens,
+                            denominator=denominator,
+                        )
+                        # DDP averages gradients over processes; the denominator already
+                        # counts every process, so undo that average.
+                        accelerator.backward(loss * accelerator.num_processes)
+                    mask = micro.batch.response_mask
+                    metrics["entropy/mean"] = result.entropy[mask].mean()
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                    count += 1
+                if cfg.optim.grad_clip is not None:
+                    norm = accelerator.clip_grad_norm_(
+                        self.policy.parameters(), cfg.optim.grad_clip
+                    )
+                    grad_norms.append(float(norm))
+                self.optimizer.step()
+                self.scheduler.step()
+        self.engine.sync_weights()
+        return self._loss_metrics(sums, count, grad_norms)
+
+    def _global_denominator(self, micro_batches: list[MicroBatch]) -> float:
+        """Responses (tokens for token-mean) of this update, summed over processes."""
+        token_mean = self.config.algorithm.aggregation == "token-mean"
+        local = 0.0
+        for micro in micro_batches:
+            mask = micro.loss_mask
+            local += float(mask.sum() if token_mean else mask.any(dim=1).sum())
+        total = self.accelerator.reduce(torch.tensor(local, device=self.accelerator.device), "sum")
+        return float(total)
+
+    def _loss_metrics(
+        self, sums: dict[str, float], count: int, grad_norms: list[float]
+    ) -> dict[str, float]:
+        """Averages over micro-batches and processes; losses per update.
+
+        Each micro-batch's loss terms are partial sums of its update's loss (the
+        denominator counts the whole update), so summed over micro-batches and
+        processes they give the update's loss, then averaged over updates.
+        """
+        keys = sorted(sums)  # the same on every process: same config, same metrics
+        values = torch.tensor([sums[k] for k in keys] + [count], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, "sum").tolist()
+        micro_batches = max(values[-1], 1)
+        updates = self.updates_per_step * self.config.algorithm.ppo_epochs
+        metrics = {
+            key: value / (updates if key.startswith("loss/") else micro_batches)
+            for key, value in zip(keys, values[:-1], strict=True)
+        }
+        if grad_norms:
+            metrics["optim/grad_norm"] = statistics.fmean(grad_norms)
+        return metrics
+
+    def _rollout_metrics(self, rollouts, scored, shaped, keep, timings) -> dict[str, float]:
+        """Step diagnostics over every process's responses (:mod:`apo.metrics`)."""
+        accelerator = self.accelerator
+        local = {
+            "length": torch.tensor([r.length for r in rollouts], dtype=torch.float32),
+            "truncated": torch.tensor([r.truncated for r in rollouts], dtype=torch.float32),
+            "correct": scored.correct.float(),
+            "total": scored.total,
+            "difficulty": shaped.difficulty,
+            "advantage": shaped.advantages,
+            "kl_weight": shaped.kl_weights,
+            "stcr_weight": shaped.stcr_weights,
+            "kept": keep.float(),
+            **{f"reward/{name}": value for name, value in scored.components.items()},
+        }
+        gathered = {k: accelerator.gather(v.to(accelerator.device)).cpu() for k, v in local.items()}
+        metrics = rollout_metrics(gathered, self.config.rollout.group_size)
+        # Reward failures: every process reduces the same vector, whatever failed where.
+        keys = [(name, kind) for name in scored.components for kind in FAILURE_KINDS]
+        counts = torch.tensor(
+            [float(scored.failures[n][k]) for n, k in keys], device=accelerator.device
+        )
+        for (name, kind), value in zip(
+            keys, accelerator.reduce(counts, "sum").tolist(), strict=True
+        ):
+            metrics[f"reward/{name}/{kind}"] = value
+        # Time: the slowest process sets the pace.
+        times = torch.tensor(list(timings.values()), device=accelerator.device)
+        metrics |= dict(zip(timings, accelerator.reduce(times, "max").tolist(), strict=True))
+        metrics |= throughput(gathered["length"].sum().item(), metrics)
+        return metrics
+
+    def _log_samples(self, examples, rollouts, scored, shaped) -> None:
+        count = min(self.config.logging.samples_per_step, len(rollouts))
+        if not self.is_main or count == 0:
+            return
+        samples = []
+        for i in range(count):
+            example = examples[rollouts[i].prompt_index]
+            samples.append(
+                {
+                    "id": example.id,
+                    "question": example.question,
+                    "answer": example.answer,
+                    "response": rollouts[i].text,
+                    "reward": float(scored.total[i]),
+                    "correct": bool(scored.correct[i]),
+                    "length": rollouts[i].length,
+                    "advantage": float(shaped.advantages[i]),
+                    "kl_weight": float(shaped.kl_weights[i]),
+                    "stcr_weight": float(shaped.stcr_weights[i]),
+                }
+            )
+        self.tracker.log_samples(self.step_index + 1, samples)  # the step being completed
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Accuracy, format and lengths on the evaluation set (greedy by default)."""
+        cfg = self.config
+        dataset = self.eval_dataset
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        indices = list(range(rank, len(dataset), world))
+        sampling = cfg.rollout.model_copy(
+            update={
+                "group_size": 1,
+                "temperature": cfg.eval.temperature,
+                "max_new_tokens": cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            }
+        )
+        rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
+        examples = [dataset.examples[i] for i in indices]
+        scored = (
+            self.rewards.score(
+                [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
+            )
+            if rollouts
+            else None
+        )
+        names = [reward_name(c.name) for c in cfg.rewards.components]
+        local = torch.zeros(4 + len(names), device=self.accelerator.device)
+        if scored is not None:
+            local[0] = len(rollouts)
+            local[1] = scored.correct.float().sum()
+            local[2] = sum(r.length for r in rollouts)
+            local[3] = sum(r.truncated for r in rollouts)
+            for j, name in enumerate(names):
+                local[4 + j] = scored.components[name].sum()
+        total = self.accelerator.reduce(local, "sum").tolist()
+        n = max(total[0], 1)
+        metrics = {
+            "eval/accuracy": total[1] / n,
+            "eval/length_mean": total[2] / n,
+            "eval/truncated_frac": total[3] / n,
+        }
+        for j, name in enumerate(names):
+            metrics[f"eval/{name}"] = total[4 + j] / n
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        state = {
+            "step": self.step_index,
+            "total_steps": self.total_steps,
+            "sampler": self.sampler.state_dict(),
+            "config": self.config.model_dump(mode="json"),
+            "model": self.config.model.name_or_path,
+        }
+        return save_checkpoint(
+            self.accelerator,
+            self.run_dir / "checkpoints",
+            self.step_index,
+            state,
+            self.config.checkpoint.keep_last,
+        )
+
+    def _resume(self, checkpoint: str | None) -> None:
+        path = Path(checkpoint) if checkpoint else latest_checkpoint(self.run_dir / "checkpoints")
+        if path is None:
+            if self.is_main:
+                logger.warning(
+                    "no checkpoint in %s: starting from scratch", self.run_dir / "checkpoints"
+                )
+            return
+        state = load_checkpoint(self.accelerator, path)
+        if state["model"] != self.config.model.name_or_path:
+            raise ValueError(
+                f"checkpoint {path} was trained from model {state['model']!r}, "
+                f"not {self.config.model.name_or_path!r}"
+            )
+        self.sampler.load_state_dict(state["sampler"])
+        self.step_index = state["step"]
+        self.tracker.truncate_after(self.step_index)
+        if self.is_main:
+            logger.info("resumed from %s at step %d", path, self.step_index)
+
+    def export_model(self) -> Path:
+        """A Hugging Face folder loadable with ``from_pretrained`` (LoRA merged if asked)."""
+        target = self.run_dir / "final_model"
+        self.accelerator.wait_for_everyone()
+        model = self.accelerator.unwrap_model(self.policy)
+        state_dict = self.accelerator.get_state_dict(self.policy)
+        if self.is_main:
+            if self.config.lora.enabled and self.config.checkpoint.merge_lora:
+                model = model.merge_and_unload()
+                state_dict = None
+            model.save_pretrained(target, state_dict=state_dict, safe_serialization=True)
+            self.processor.save_pretrained(target)
+        self.accelerator.wait_for_everyone()
+        return target
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _should(self, every: int) -> bool:
+        return every > 0 and self.step_index % every == 0 and self.step_index < self.total_steps
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        if self.is_main:
+            logger.warning("signal %d: finishing this step, then saving a checkpoint", signum)
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor(float(self._stop_signal or 0), device=self.accelerator.device)
+        flag = float(self.accelerator.reduce(flag, "max"))
+        if flag and self._stop_signal is None:
+            self._stop_signal = int(flag)
+        return bool(flag)
+
+    @contextlib.contextmanager
+    def _progress(self) -> Iterator[Any]:
+        if not self.is_main:
+            yield lambda metrics: None
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("step {task.completed}/{task.total}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[summary]}"),
+        )
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task(
+                "train", total=self.total_steps, completed=self.step_index, summary=""
+            )
+
+            def advance(metrics: dict[str, float]) -> None:
+                summary = (
+                    f"reward {metrics['reward/total']:.3f}  "
+                    f"acc {metrics['reward/accuracy_rate']:.3f}  "
+                    f"len {metrics['length/mean']:.0f}  kl {metrics.get('kl/mean', 0.0):.4f}"
+                )
+                progress.update(task, advance=1, summary=summary)
+                if self.step_index % self.config.logging.log_every == 0:
+                    progress.console.log(f"step {self.step_index}: {summary}")
+
+            yield advance
+
+    def close(self) -> None:
+        self.rewards.close()
+        self.tracker.close()
+
+
+def _check_inputs_exist(config: TrainConfig) -> None:
+    data_configs = [config.data] + ([config.eval.data] if config.eval.data is not None else [])
+    for data in data_configs:
+        for path in [data.path] if isinstance(data.path, str) else data.path:
+            if not Path(path).exists():
+                raise DataError(str(path), "no such file or folder", reason="missing_file")
+    RewardRunner.check_references(config.rewards)

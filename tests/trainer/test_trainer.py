@@ -1,0 +1,241 @@
+"""Really train the tiny model for a few steps on CPU."""
+
+import json
+import math
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
+
+from apo.checkpoint import list_checkpoints, read_trainer_state
+from apo.tracking import read_metrics
+from apo.trainer import StopTraining, Trainer, lr_multiplier, rank_positions
+from tests.trainer.conftest import VARIED, favour_end_token
+
+SHORT_IS_RIGHT = {
+    "components": [{"name": f"{VARIED}:short"}],
+    "correctness": "short",
+    "num_workers": 1,
+}
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_training_changes_the_weights_and_writes_the_run(make_config, tiny_path):
+    config = make_config()
+    exported = Trainer(config).train()
+    run = exported.parent
+
+    model = AutoModelForImageTextToText.from_pretrained(exported)  # a real HF checkpoint
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    before, after = load_file(f"{tiny_path}/model.safetensors"), weights(exported)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2]
+    for key in (
+        "loss/total",
+        "loss/policy",
+        "loss/kl",
+        "kl/mean",
+        "entropy/mean",
+        "reward/total",
+        "reward/many_es",
+        "reward/format",
+        "reward/accuracy_rate",
+        "length/mean",
+        "length/truncated_frac",
+        "difficulty/mean",
+        "difficulty/solved_0_of_4",
+        "dads/kl_weight_pos_mean",
+        "stcr/penalized_frac",
+        "policy/clip_frac",
+        "optim/grad_norm",
+        "optim/lr",
+        "time/generation",
+        "time/reward",
+        "time/reference",
+        "time/update",
+        "throughput/generated_tokens_per_s",
+        "groups/uniform_reward_frac",
+        "reward/many_es/timeouts",
+    ):
+        assert key in records[0], key
+    assert all(v is None or math.isfinite(v) for r in records for v in r.values())
+    assert math.isfinite(records[-1]["loss/total"])
+
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [1, 1, 2, 2]
+    assert {"question", "answer", "response", "reward", "correct", "advantage"} <= samples[0].keys()
+
+    checkpoints = list_checkpoints(run / "checkpoints")
+    assert [p.name for p in checkpoints] == ["step-00000001", "step-00000002"]
+    state = read_trainer_state(checkpoints[-1])
+    assert state["step"] == 2 and state["sampler"]["position"] == 2
+    assert (checkpoints[-1] / "model.safetensors").is_file()
+    assert (run / "config.yaml").is_file()
+
+
+def test_apo_shapes_what_grpo_leaves_alone(make_config):
+    """Same rollouts: GRPO has no DADS/STCR effect, APO penalises long wrong answers
+    and lowers the KL weight of the positives of mixed groups."""
+    results = {}
+    for name in ("grpo", "apo"):
+        config = make_config(
+            name,
+            rollout={"group_size": 8, "max_new_tokens": 12, "seed_per_prompt": True},
+            rewards=SHORT_IS_RIGHT,
+            algorithm={"name": name, "stcr_base": 2.0},
+        )
+        trainer = Trainer(config)
+        favour_end_token(trainer, 3.0)
+        results[name] = trainer.step()
+        trainer.close()
+    grpo, apo = results["grpo"], results["apo"]
+    assert grpo["reward/total"] == apo["reward/total"]  # identical rollouts
+    assert 0 < apo["reward/total"] < 1  # mixed groups: right and wrong answers
+    assert grpo["dads/shaped_frac"] == 0 and grpo["stcr/penalized_frac"] == 0
+    assert apo["dads/shaped_frac"] > 0 and apo["dads/kl_weight_pos_mean"] < 1
+    assert apo["stcr/penalized_frac"] > 0 and apo["stcr/weight_penalized_mean"] > 0
+    assert apo["length/incorrect_mean"] > apo["length/correct_mean"]
+    assert apo["adv/abs_mean"] > grpo["adv/abs_mean"]  # wrong answers pushed harder
+
+
+def test_resume_continues_identically(make_config, monkeypatch):
+    reference = Trainer(make_config("straight", training={"max_steps": 3, "seed": 0})).train()
+
+    config = make_config("interrupted", training={"max_steps": 3, "seed": 0})
+    trainer = Trainer(config)
+    original_step = Trainer.step
+
+    def step_then_signal(self):
+        metrics = original_step(self)
+        self._on_signal(signal.SIGTERM, None)  # as if SIGTERM arrived during step 1
+        return metrics
+
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+    with pytest.raises(StopTraining) as stop:
+        trainer.train()
+    assert stop.value.code == 143
+    run = reference.parent.parent / "interrupted"
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000001"]
+    monkeypatch.setattr(Trainer, "step", original_step)
+
+    resumed = Trainer(config, resume=True)
+    assert resumed.step_index == 1
+    exported = resumed.train()
+    expected, got = weights(reference), weights(exported)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    straight = read_metrics(reference.parent)
+    assert [r["reward/total"] for r in read_metrics(run)] == [r["reward/total"] for r in straight]
+
+
+def test_resume_without_a_checkpoint_starts_fresh(make_config):
+    trainer = Trainer(make_config(training={"max_steps": 1, "seed": 0}), resume=True)
+    assert trainer.step_index == 0
+    trainer.close()
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(make_config, tmp_path):
+    Trainer(make_config("a", training={"max_steps": 1, "seed": 0})).train()
+    checkpoint = list_checkpoints(tmp_path / "a" / "checkpoints")[-1]
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state["model"] = "someone/else"
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="trained from model 'someone/else'"):
+        Trainer(make_config("b", training={"max_steps": 1, "seed": 0}), resume=str(checkpoint))
+
+
+def test_lora_checkpoints_hold_only_the_adapter_and_export_merged(make_config):
+    config = make_config(
+        lora={"enabled": True, "r": 4, "alpha": 8}, training={"max_steps": 1, "seed": 0}
+    )
+    exported = Trainer(config).train()
+    checkpoint = list_checkpoints(exported.parent / "checkpoints")[-1]
+    assert (checkpoint / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (checkpoint / "model.safetensors").exists()
+    model = AutoModelForImageTextToText.from_pretrained(exported)  # merged: a plain model
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    resumed = Trainer(config.model_copy(update={}), resume=True)
+    assert resumed.step_index == 1
+    resumed.close()
+
+
+def test_filtering_uniform_groups(make_config):
+    config = make_config(
+        rewards={"components": [{"name": "format"}], "correctness": "format", "num_workers": 1},
+        algorithm={"filter_uniform_groups": True},
+        training={"max_steps": 1, "seed": 0},
+    )
+    trainer = Trainer(config)
+    metrics = trainer.step()  # the untrained model never formats: every group is uniform
+    trainer.close()
+    assert metrics["groups/uniform_reward_frac"] == 1.0
+    assert metrics["groups/filtered_frac"] == 1.0
+    assert metrics["loss/total"] == 0.0
+
+
+def test_off_policy_updates_use_old_log_probs(make_config):
+    config = make_config(
+        batch={"prompts_per_step": 2, "prompts_per_update": 1, "micro_batch_size": 2},
+        algorithm={"ppo_epochs": 2},
+        training={"max_steps": 1, "seed": 0},
+    )
+    trainer = Trainer(config)
+    metrics = trainer.step()
+    trainer.close()
+    # 2 updates x 2 epochs: the policy moved between updates, so ratios left 1
+    assert metrics["policy/ratio_max"] > 1.0
+    assert math.isfinite(metrics["loss/total"])
+
+
+def test_periodic_evaluation(make_config):
+    from tests.trainer.conftest import ROOT
+
+    eval_data = {
+        "path": str(ROOT / "examples" / "data" / "viewr1.jsonl"),
+        "max_prompt_length": 1024,
+    }
+    config = make_config(eval={"every": 1, "data": eval_data}, training={"max_steps": 2, "seed": 0})
+    exported = Trainer(config).train()
+    records = read_metrics(exported.parent)
+    evals = [r for r in records if "eval/accuracy" in r]
+    assert [r["step"] for r in evals] == [1, 2]
+    assert 0.0 <= evals[0]["eval/accuracy"] <= 1.0 and "eval/format" in evals[0]
+
+
+@pytest.mark.parametrize(
+    ("update", "kind", "expected"),
+    [
+        (0, "constant", 0.5),  # warmup over 2 updates: 1/2, then 1
+        (1, "constant", 1.0),
+        (5, "constant", 1.0),
+        (2, "linear", 1.0),  # decay starts after warmup ...
+        (11, "linear", 0.1),  # ... and ends at min_ratio on the last update
+        (2, "cosine", 1.0),
+        (11, "cosine", 0.1),
+    ],
+)
+def test_learning_rate_schedule(update, kind, expected):
+    assert lr_multiplier(update, total=12, warmup=2, kind=kind, min_ratio=0.1) == pytest.approx(
+        expected
+    )
+
+
+def test_cosine_midpoint():
+    # halfway through the decay: 0.1 + 0.9 * (1 + cos(pi/2)) / 2 = 0.55
+    assert lr_multiplier(5, total=11, warmup=0, kind="cosine", min_ratio=0.1) == pytest.approx(0.55)
+
+
+def test_prompts_are_split_so_every_update_spans_every_process():
+    # 8 prompts, updates of 4, 2 processes: update 0 = [0..3] -> rank 0 gets 0,1 and rank 1 gets 2,3
+    assert rank_positions(8, 4, rank=0, world=2) == [0, 1, 4, 5]
+    assert rank_positions(8, 4, rank=1, world=2) == [2, 3, 6, 7]
+    assert rank_positions(8, 4, rank=0, world=1) == list(range(8))
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        rank_positions(8, 3, rank=0, world=2)
