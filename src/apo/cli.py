@@ -176,6 +176,117 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="watch a tiny VLM learn to reason with APO, on CPU, offline, in minutes",
+        description=(
+            "Evaluate the warmed-up tiny model on a synthetic visual reasoning task, train it "
+            "with APO (or GRPO), evaluate again, and write metrics, plots and report.md."
+        ),
+    )
+    parser.add_argument("--output", default="runs/demo", help="run folder (default: runs/demo)")
+    parser.add_argument("--algorithm", choices=["apo", "grpo"], default="apo")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 120)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
+    parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.add_argument("--stcr", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_run_demo)
+
+
+def _flag(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import logging
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from apo.demo.run import DemoSettings, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = DemoSettings(
+        output_dir=args.output,
+        algorithm=args.algorithm,
+        dads=_flag(args.dads),
+        stcr=_flag(args.stcr),
+        seed=args.seed,
+        quick=args.quick,
+    )
+    if args.steps is not None:
+        settings.steps = args.steps
+    result = run_demo(settings)
+    table = Table(title=f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
+    for column in ("", "before", "after"):
+        table.add_column(column, justify="right")
+    for name, (before, after) in result["before_after"].items():
+        fmt = (lambda v: f"{100 * v:.1f}%") if "accuracy" in name else (lambda v: f"{v:.1f}")
+        table.add_row(name, *("n/a" if v is None else fmt(v) for v in (before, after)))
+    console = Console()
+    console.print(table)
+    console.print(f"report: {result['report']}  ({result['seconds'] / 60:.1f} min)")
+    return 0
+
+
+def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="run GRPO, GRPO+DADS, GRPO+STCR and APO side by side on the demo task",
+        description=(
+            "Run the demo once per variant and seed (same task, budget and seeds), then write "
+            "compare.md with a table and figures."
+        ),
+    )
+    parser.add_argument("--output", default="runs/compare")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of every variant")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from apo.demo.compare import run_compare
+
+    if args.parallel < 1:
+        raise ValueError("--parallel must be at least 1")
+    path = run_compare(
+        args.output, seeds=args.seeds, parallel=args.parallel, steps=args.steps, quick=args.quick
+    )
+    print(path.read_text().split("\n\n![")[0])
+    print(f"\nreport: {path}")
+    return 0
+
+
+def _add_plot_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="draw the figures of one or more runs (finished or running)",
+        description="Draw reward/accuracy, lengths, KL, entropy and DADS/STCR weights over steps.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
+    parser.add_argument("--output", default=None, help="where the PNGs go (default: RUN/plots)")
+    parser.add_argument("--smooth", type=int, default=5, help="moving-mean window")
+    parser.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from apo.plots import plot_runs
+
+    for run in args.runs:
+        if not (Path(run) / "metrics.jsonl").is_file():
+            raise ValueError(f"{run} has no metrics.jsonl: not a training run folder")
+    output = args.output or str(Path(args.runs[0]) / "plots")
+    for path in plot_runs(args.runs, output, smooth=args.smooth):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apo",
@@ -187,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_advantages_parser(subparsers)
     _add_train_parser(subparsers)
+    _add_demo_parser(subparsers)
+    _add_compare_parser(subparsers)
+    _add_plot_parser(subparsers)
     return parser
 
 

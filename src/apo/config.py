@@ -208,13 +208,26 @@ class CheckpointConfig(Section):
     merge_lora: bool = Field(True, description="Merge LoRA adapters into the exported model.")
 
 
+class EvalSet(Section):
+    """One evaluation set and how it is decoded."""
+
+    data: DataConfig = Field(description="The questions (any training data format).")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
+    samples_per_question: int = Field(
+        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
+    )
+    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
+
+
 class EvalConfig(Section):
-    """Periodic evaluation on held-out prompts (greedy by default)."""
+    """Periodic evaluation on held-out questions."""
 
     every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
-    data: DataConfig | None = Field(None, description="Evaluation data; required when every > 0.")
-    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
-    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
+    at_start: bool = Field(False, description="Also evaluate before the first step.")
+    datasets: dict[str, EvalSet] = Field(
+        default_factory=dict,
+        description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
+    )
 
 
 class TrainConfig(Section):
@@ -248,8 +261,8 @@ class TrainConfig(Section):
             raise ValueError("reference.kind='none' needs algorithm.beta = 0 (no KL term)")
         if self.reference.kind == "adapter_disabled" and not self.lora.enabled:
             raise ValueError("reference.kind='adapter_disabled' needs lora.enabled = true")
-        if self.eval.every > 0 and self.eval.data is None:
-            raise ValueError("eval.every > 0 needs eval.data")
+        if (self.eval.every > 0 or self.eval.at_start) and not self.eval.datasets:
+            raise ValueError("eval.every > 0 or eval.at_start needs eval.datasets")
         return self
 
     def total_steps(self, num_examples: int) -> int:

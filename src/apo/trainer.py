@@ -166,11 +166,10 @@ class Trainer:
         self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
         if self.is_main and self.dataset.report.dropped:
             logger.warning("training data: %s", self.dataset.report.summary())
-        self.eval_dataset = None
-        if config.eval.data is not None:
-            self.eval_dataset = PromptDataset.load(
-                config.eval.data, self.processor, self.is_multimodal
-            )
+        self.eval_datasets = {
+            name: PromptDataset.load(eval_set.data, self.processor, self.is_multimodal)
+            for name, eval_set in config.eval.datasets.items()
+        }
         self.sampler = ResumableSampler(
             len(self.dataset),
             config.batch.prompts_per_step,
@@ -236,6 +235,8 @@ class Trainer:
         """Train to the last step; returns the exported model folder (if any)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNAL_EXIT_CODES}
         try:
+            if self.config.eval.at_start and self.step_index == 0:
+                self.tracker.log(0, self.evaluate())
             with self._progress() as advance:
                 while self.step_index < self.total_steps:
                     metrics = self.step()
@@ -554,45 +555,54 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Accuracy, format and lengths on the evaluation set (greedy by default)."""
+        """Accuracy, reward components and lengths on every evaluation set."""
+        metrics: dict[str, float] = {}
+        for name, dataset in self.eval_datasets.items():
+            results = self._evaluate_one(dataset, self.config.eval.datasets[name])
+            metrics |= {f"eval/{name}/{k}": v for k, v in results.items()}
+        return metrics
+
+    def _evaluate_one(self, dataset: PromptDataset, eval_set) -> dict[str, float]:
         cfg = self.config
-        dataset = self.eval_dataset
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         indices = list(range(rank, len(dataset), world))
         sampling = cfg.rollout.model_copy(
             update={
-                "group_size": 1,
-                "temperature": cfg.eval.temperature,
-                "max_new_tokens": cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+                "group_size": eval_set.samples_per_question,
+                "temperature": eval_set.temperature,
+                "max_new_tokens": eval_set.max_new_tokens or cfg.rollout.max_new_tokens,
             }
         )
         rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
-        examples = [dataset.examples[i] for i in indices]
-        scored = (
-            self.rewards.score(
+        examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
+        names = [reward_name(c.name) for c in cfg.rewards.components]
+        # Sums, so that processes with different numbers of questions add up exactly.
+        sums = torch.zeros(6 + len(names), dtype=torch.float64)
+        if rollouts:
+            scored = self.rewards.score(
                 [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
             )
-            if rollouts
-            else None
-        )
-        names = [reward_name(c.name) for c in cfg.rewards.components]
-        local = torch.zeros(4 + len(names), device=self.accelerator.device)
-        if scored is not None:
-            local[0] = len(rollouts)
-            local[1] = scored.correct.float().sum()
-            local[2] = sum(r.length for r in rollouts)
-            local[3] = sum(r.truncated for r in rollouts)
+            length = torch.tensor([r.length for r in rollouts], dtype=torch.float64)
+            correct = scored.correct
+            sums[0] = len(rollouts)
+            sums[1] = correct.sum()
+            sums[2] = length[correct].sum()
+            sums[3] = length[~correct].sum()
+            sums[4] = sum(r.truncated for r in rollouts)
+            sums[5] = length.sum()
             for j, name in enumerate(names):
-                local[4 + j] = scored.components[name].sum()
-        total = self.accelerator.reduce(local, "sum").tolist()
-        n = max(total[0], 1)
+                sums[6 + j] = scored.components[name].sum()
+        total = self.accelerator.reduce(sums.to(self.accelerator.device), "sum").tolist()
+        n, right = max(total[0], 1), total[1]
         metrics = {
-            "eval/accuracy": total[1] / n,
-            "eval/length_mean": total[2] / n,
-            "eval/truncated_frac": total[3] / n,
+            "accuracy": right / n,
+            "length_mean": total[5] / n,
+            "length_correct_mean": total[2] / right if right else float("nan"),
+            "length_incorrect_mean": total[3] / (n - right) if n > right else float("nan"),
+            "truncated_frac": total[4] / n,
         }
         for j, name in enumerate(names):
-            metrics[f"eval/{name}"] = total[4 + j] / n
+            metrics[name] = total[6 + j] / n
         return metrics
 
     # ------------------------------------------------------------------ checkpoints
@@ -711,7 +721,7 @@ class Trainer:
 
 
 def _check_inputs_exist(config: TrainConfig) -> None:
-    data_configs = [config.data] + ([config.eval.data] if config.eval.data is not None else [])
+    data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
     for data in data_configs:
         for path in [data.path] if isinstance(data.path, str) else data.path:
             if not Path(path).exists():

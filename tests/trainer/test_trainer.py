@@ -197,16 +197,30 @@ def test_off_policy_updates_use_old_log_probs(make_config):
 def test_periodic_evaluation(make_config):
     from tests.trainer.conftest import ROOT
 
-    eval_data = {
-        "path": str(ROOT / "examples" / "data" / "viewr1.jsonl"),
-        "max_prompt_length": 1024,
+    data = ROOT / "examples" / "data"
+    datasets = {
+        "viewr1": {"data": {"path": str(data / "viewr1.jsonl"), "max_prompt_length": 1024}},
+        "plain": {
+            "data": {"path": str(data / "plain.jsonl"), "max_prompt_length": 1024},
+            "temperature": 1.0,
+            "samples_per_question": 3,
+        },
     }
-    config = make_config(eval={"every": 1, "data": eval_data}, training={"max_steps": 2, "seed": 0})
+    config = make_config(
+        eval={"every": 1, "at_start": True, "datasets": datasets},
+        training={"max_steps": 2, "seed": 0},
+    )
     exported = Trainer(config).train()
     records = read_metrics(exported.parent)
-    evals = [r for r in records if "eval/accuracy" in r]
-    assert [r["step"] for r in evals] == [1, 2]
-    assert 0.0 <= evals[0]["eval/accuracy"] <= 1.0 and "eval/format" in evals[0]
+    evals = [r for r in records if "eval/viewr1/accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    for record in evals:
+        assert 0.0 <= record["eval/viewr1/accuracy"] <= 1.0
+        assert {
+            "eval/plain/accuracy",
+            "eval/plain/format",
+            "eval/plain/length_mean",
+        } <= record.keys()
 
 
 @pytest.mark.parametrize(

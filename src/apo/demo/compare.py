@@ -1,0 +1,190 @@
+"""``apo compare``: GRPO, GRPO+DADS, GRPO+STCR and APO on the same task, budget and seeds.
+
+Each (variant, seed) is an ``apo demo`` run in its own process; ``parallel``
+of them run at once, sharing the CPU cores. The result is a table (mean and
+spread over seeds) and figures of the per-step mean over seeds of each variant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from apo.tracking import read_metrics
+
+VARIANTS: dict[str, tuple[bool, bool]] = {  # name: (dads, stcr)
+    "GRPO": (False, False),
+    "GRPO+DADS": (True, False),
+    "GRPO+STCR": (False, True),
+    "APO": (True, True),
+}
+
+COLUMNS = {
+    "reasoning acc (sampled)": ("eval/reasoning_sampled/accuracy", True),
+    "reasoning acc (greedy)": ("eval/reasoning/accuracy", True),
+    "general acc (sampled)": ("eval/general_sampled/accuracy", True),
+    "general acc (greedy)": ("eval/general/accuracy", True),
+    "length incorrect": ("eval/reasoning_sampled/length_incorrect_mean", False),
+    "length correct": ("eval/reasoning_sampled/length_correct_mean", False),
+}
+TRAINING_COLUMNS = {"KL": "kl/mean", "entropy": "entropy/mean"}  # mean of the last 10 steps
+
+
+def _run_one(
+    run_dir: Path, variant: str, seed: int, extra: list[str], threads: int
+) -> dict[str, Any]:
+    dads, stcr = VARIANTS[variant]
+    command = [
+        sys.executable, "-m", "apo", "demo", "--output", str(run_dir), "--seed", str(seed),
+        "--algorithm", "grpo", "--dads", "on" if dads else "off", "--stcr", "on" if stcr else "off",
+        *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{variant} seed {seed} failed:\n{result.stderr[-3000:]}")
+    return {
+        "variant": variant,
+        "seed": seed,
+        "run_dir": run_dir,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def summarise_run(run_dir: Path) -> dict[str, float | None]:
+    records = read_metrics(run_dir)
+    evals = [r for r in records if "eval/reasoning/accuracy" in r]
+    final = evals[-1]
+    steps = [r for r in records if "kl/mean" in r][-10:]
+    summary = {name: final.get(key) for name, (key, _) in COLUMNS.items()}
+    for name, key in TRAINING_COLUMNS.items():
+        values = [r[key] for r in steps if r.get(key) is not None]
+        summary[name] = statistics.fmean(values) if values else None
+    summary["start reasoning acc (sampled)"] = evals[0].get("eval/reasoning_sampled/accuracy")
+    return summary
+
+
+def _mean_spread(values: list[float | None]) -> tuple[float | None, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None
+    spread = statistics.stdev(present) if len(present) > 1 else 0.0
+    return statistics.fmean(present), spread
+
+
+def table_markdown(summaries: dict[str, list[dict]], seconds: dict[str, list[float]]) -> str:
+    names = [*COLUMNS, *TRAINING_COLUMNS, "wall time"]
+    lines = ["| variant | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
+    for variant, runs in summaries.items():
+        cells = []
+        for name in names:
+            if name == "wall time":
+                mean, spread = _mean_spread(seconds[variant])
+                cells.append(f"{mean / 60:.1f} min")
+                continue
+            mean, spread = _mean_spread([run[name] for run in runs])
+            percent = COLUMNS.get(name, ("", False))[1]
+            if mean is None:
+                cells.append("n/a")
+            elif percent:
+                cells.append(f"{100 * mean:.1f} ± {100 * spread:.1f}%")
+            else:
+                cells.append(f"{mean:.3g} ± {spread:.2g}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_mean_run(run_dirs: list[Path], target: Path) -> Path:
+    """A metrics.jsonl of the per-step mean over seeds, for the figures."""
+    by_step: dict[int, dict[str, list[float]]] = {}
+    for run_dir in run_dirs:
+        for record in read_metrics(run_dir):
+            slot = by_step.setdefault(record["step"], {})
+            for key, value in record.items():
+                if key != "step" and value is not None:
+                    slot.setdefault(key, []).append(value)
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / "metrics.jsonl").open("w") as handle:
+        for step in sorted(by_step):
+            means = {key: statistics.fmean(values) for key, values in by_step[step].items()}
+            handle.write(json.dumps({"step": step, **means}) + "\n")
+    return target
+
+
+def run_compare(
+    output_dir: str | Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    parallel: int = 2,
+    steps: int | None = None,
+    quick: bool = False,
+    variants: Sequence[str] = tuple(VARIANTS),
+) -> Path:
+    """Run every variant on every seed; write ``compare.md`` and figures; return its path."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from apo.plots import plot_runs
+
+    output_dir = Path(output_dir)
+    extra = (["--steps", str(steps)] if steps is not None else []) + (["--quick"] if quick else [])
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    jobs = [
+        (v, s, output_dir / v.lower().replace("+", "-") / f"seed{s}")
+        for v in variants
+        for s in seeds
+    ]
+    results = []
+    columns = (TextColumn("runs {task.completed}/{task.total}"), BarColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns) as progress, ThreadPoolExecutor(max_workers=parallel) as pool:
+        task = progress.add_task("compare", total=len(jobs))
+        futures = [pool.submit(_run_one, run_dir, v, s, extra, threads) for v, s, run_dir in jobs]
+        for future in futures:
+            results.append(future.result())
+            progress.advance(task)
+
+    summaries: dict[str, list[dict]] = {v: [] for v in variants}
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    for result in results:
+        summaries[result["variant"]].append(summarise_run(result["run_dir"]))
+        seconds[result["variant"]].append(result["seconds"])
+    mean_runs = [
+        _write_mean_run(
+            [r["run_dir"] for r in results if r["variant"] == v], output_dir / "mean" / v
+        )
+        for v in variants
+    ]
+    figures = plot_runs(mean_runs, output_dir / "plots", labels=list(variants))
+    table = table_markdown(summaries, seconds)
+    text = [
+        "# apo compare: GRPO, GRPO+DADS, GRPO+STCR, APO",
+        "",
+        f"Seeds {', '.join(map(str, seeds))}; each run is `apo demo` with the variant's flags "
+        f"({parallel} runs at a time, {threads} thread(s) each). Values: mean ± standard "
+        "deviation over seeds, at the last evaluation (accuracies, lengths) or over the last "
+        "10 steps (KL, entropy).",
+        "",
+        table,
+        "",
+        *(f"![{f.stem}](plots/{f.name})\n" for f in figures),
+    ]
+    path = output_dir / "compare.md"
+    path.write_text("\n".join(text))
+    (output_dir / "compare.json").write_text(
+        json.dumps({"summaries": summaries, "seconds": seconds}, indent=2, default=str) + "\n"
+    )
+    return path

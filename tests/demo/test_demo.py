@@ -1,0 +1,93 @@
+"""apo demo --quick, apo plot and apo compare as a user runs them."""
+
+import json
+import math
+import subprocess
+import sys
+
+from apo.demo.compare import run_compare
+from apo.tracking import read_metrics
+from tests.trainer.conftest import ROOT
+
+FIGURES = {"reward_accuracy", "eval_accuracy", "lengths", "kl", "entropy", "dads_stcr"}
+
+
+def test_quick_demo_writes_the_whole_run(tmp_path):
+    run = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "demo", "--quick", "--output", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reasoning accuracy, greedy" in result.stdout and "report:" in result.stdout
+    for name in ("train.jsonl", "reasoning.jsonl", "general.jsonl"):
+        assert (run / "data" / name).is_file()
+    records = read_metrics(run)
+    assert [r["step"] for r in records if "loss/total" in r] == [1, 2, 3]
+    evals = [r for r in records if "eval/reasoning/accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 3]
+    for record in records:
+        for key, value in record.items():
+            if (
+                key.startswith(("loss/", "kl/", "entropy/", "reward/total", "eval/"))
+                and "length_" not in key
+            ):
+                assert value is not None and math.isfinite(value), key
+    assert {p.stem for p in (run / "plots").glob("*.png")} == FIGURES
+    report = (run / "report.md").read_text()
+    assert "| reasoning accuracy, sampled |" in report and "](plots/lengths.png)" in report
+    assert (run / "final_model" / "model.safetensors").is_file()
+    saved = json.loads((run / "demo_result.json").read_text())
+    assert set(saved["before_after"]) >= {"reasoning accuracy, greedy", "general accuracy, greedy"}
+
+
+def test_plot_overlays_runs(tmp_path):
+    runs = []
+    for name, offset in (("a", 0.0), ("b", 0.5)):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [
+            {
+                "step": s,
+                "reward/total": offset + s / 10,
+                "kl/mean": 0.01 * s,
+                "eval/test/accuracy": 0.5,
+            }
+            for s in range(1, 6)
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        runs.append(str(run))
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "plot", *runs, "--output", str(tmp_path / "plots")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {p.stem for p in (tmp_path / "plots").glob("*.png")} == FIGURES
+    missing = subprocess.run(
+        [sys.executable, "-m", "apo", "plot", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert missing.returncode == 2 and "has no metrics.jsonl" in missing.stderr
+
+
+def test_compare_runs_variants_side_by_side(tmp_path):
+    path = run_compare(
+        tmp_path / "compare", seeds=[0], parallel=2, quick=True, variants=("GRPO", "APO")
+    )
+    text = path.read_text()
+    assert "| GRPO |" in text and "| APO |" in text and "reasoning acc (sampled)" in text
+    assert (tmp_path / "compare" / "grpo" / "seed0" / "metrics.jsonl").is_file()
+    assert {p.stem for p in (tmp_path / "compare" / "plots").glob("*.png")} == FIGURES
+    grpo = read_metrics(tmp_path / "compare" / "grpo" / "seed0")
+    apo = read_metrics(tmp_path / "compare" / "apo" / "seed0")
+    assert all(r["dads/shaped_frac"] == 0 for r in grpo if "dads/shaped_frac" in r)
+    assert any("stcr/penalized_frac" in r for r in apo)
