@@ -187,7 +187,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", default="runs/demo", help="run folder (default: runs/demo)")
     parser.add_argument("--algorithm", choices=["apo", "grpo"], default="apo")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 120)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 80)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
     parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
@@ -205,7 +205,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from apo.demo.run import DemoSettings, run_demo
+    from apo.demo.run import DemoSettings, format_value, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = DemoSettings(
@@ -223,8 +223,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     for column in ("", "before", "after"):
         table.add_column(column, justify="right")
     for name, (before, after) in result["before_after"].items():
-        fmt = (lambda v: f"{100 * v:.1f}%") if "accuracy" in name else (lambda v: f"{v:.1f}")
-        table.add_row(name, *("n/a" if v is None else fmt(v) for v in (before, after)))
+        percent = "accuracy" in name
+        table.add_row(name, format_value(before, percent), format_value(after, percent))
     console = Console()
     console.print(table)
     console.print(f"report: {result['report']}  ({result['seconds'] / 60:.1f} min)")

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -235,23 +236,23 @@ class Trainer:
         """Train to the last step; returns the exported model folder (if any)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNAL_EXIT_CODES}
         try:
-            if self.config.eval.at_start and self.step_index == 0:
-                self.tracker.log(0, self.evaluate())
-            with self._progress() as advance:
+            with self._progress() as progress:
+                if self.config.eval.at_start and self.step_index == 0:
+                    self.tracker.log(0, progress.evaluate())
                 while self.step_index < self.total_steps:
                     metrics = self.step()
                     self.step_index += 1
                     self.tracker.log(self.step_index, metrics)
-                    advance(metrics)
+                    progress.advance(metrics)
                     if self._should(self.config.eval.every):
-                        self.tracker.log(self.step_index, self.evaluate())
+                        self.tracker.log(self.step_index, progress.evaluate())
                     if self._stop_requested():
                         self.save_checkpoint()
                         raise StopTraining(SIGNAL_EXIT_CODES[self._stop_signal])
                     if self._should(self.config.checkpoint.every):
                         self.save_checkpoint()
-            if self.config.eval.every:
-                self.tracker.log(self.step_index, self.evaluate())
+                if self.config.eval.every or self.config.eval.at_start:
+                    self.tracker.log(self.step_index, progress.evaluate())
             self.save_checkpoint()
             return self.export_model() if self.config.checkpoint.export_final_model else None
         finally:
@@ -679,8 +680,10 @@ class Trainer:
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[Any]:
+        """A progress bar with ETA; ``advance(metrics)`` after a step, ``evaluate()``
+        runs the evaluation with the bar saying so."""
         if not self.is_main:
-            yield lambda metrics: None
+            yield SimpleNamespace(advance=lambda metrics: None, evaluate=self.evaluate)
             return
         from rich.progress import (
             BarColumn,
@@ -713,7 +716,20 @@ class Trainer:
                 if self.step_index % self.config.logging.log_every == 0:
                     progress.console.log(f"step {self.step_index}: {summary}")
 
-            yield advance
+            def evaluate() -> dict[str, float]:
+                names = ", ".join(self.eval_datasets)
+                progress.update(task, summary=f"evaluating {names}...")
+                metrics = self.evaluate()
+                progress.update(task, summary="")
+                accuracies = "  ".join(
+                    f"{key.split('/')[1]} {value:.3f}"
+                    for key, value in metrics.items()
+                    if key.endswith("/accuracy")
+                )
+                progress.console.log(f"eval at step {self.step_index}: accuracy {accuracies}")
+                return metrics
+
+            yield SimpleNamespace(advance=advance, evaluate=evaluate)
 
     def close(self) -> None:
         self.rewards.close()

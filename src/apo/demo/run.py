@@ -33,7 +33,7 @@ class DemoSettings:
     dads: bool | None = None
     stcr: bool | None = None
     seed: int = 0
-    steps: int = 120
+    steps: int = 80
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 48
@@ -127,7 +127,7 @@ def before_after(records: list[dict[str, Any]]) -> dict[str, tuple[float, float]
     return {name: (first.get(key), last.get(key)) for name, key in EVAL_COLUMNS.items()}
 
 
-def _cell(value: float | None, percent: bool) -> str:
+def format_value(value: float | None, percent: bool) -> str:
     if value is None:
         return "n/a"
     return f"{100 * value:.1f}%" if percent else f"{value:.1f}"
@@ -143,7 +143,8 @@ def table_markdown(rows: dict[str, tuple[float, float]]) -> str:
             change = f"{100 * (after - before):+.1f} points"
         else:
             change = f"{after - before:+.1f}"
-        lines.append(f"| {name} | {_cell(before, percent)} | {_cell(after, percent)} | {change} |")
+        cells = (name, format_value(before, percent), format_value(after, percent), change)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
