@@ -127,6 +127,30 @@ class AlgorithmConfig(Section):
     def use_stcr(self) -> bool:
         return self.name == "apo" if self.stcr is None else self.stcr
 
+    def shaping_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`apo.algorithms.shape_advantages`."""
+        return {
+            "dads": self.use_dads,
+            "stcr": self.use_stcr,
+            "advantage_method": self.advantage,
+            "advantage_eps": self.advantage_eps,
+            "unbiased_std": self.unbiased_std,
+            "stcr_base": self.stcr_base,
+            "stcr_negatives_only": self.stcr_negatives_only,
+            "dads_schedule": self.dads_schedule,
+        }
+
+    def objective_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`apo.algorithms.apo_objective` (beta aside)."""
+        return {
+            "kl_estimator": self.kl_estimator,
+            "kl_clamp": self.kl_clamp,
+            "eps_low": self.eps_low,
+            "eps_high": self.eps_high,
+            "dual_clip": self.dual_clip,
+            "aggregation": self.aggregation,
+        }
+
 
 class OptimConfig(Section):
     """The optimiser and learning-rate schedule."""

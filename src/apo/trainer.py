@@ -293,14 +293,7 @@ class Trainer:
             scored.correct,
             lengths,
             cfg.rollout.group_size,
-            dads=cfg.algorithm.use_dads,
-            stcr=cfg.algorithm.use_stcr,
-            advantage_method=cfg.algorithm.advantage,
-            advantage_eps=cfg.algorithm.advantage_eps,
-            unbiased_std=cfg.algorithm.unbiased_std,
-            stcr_base=cfg.algorithm.stcr_base,
-            stcr_negatives_only=cfg.algorithm.stcr_negatives_only,
-            dads_schedule=cfg.algorithm.dads_schedule,
+            **cfg.algorithm.shaping_kwargs(),
         )
         keep = self._kept_responses(scored.total)
 
@@ -438,14 +431,9 @@ class Trainer:
                             micro.advantages,
                             micro.kl_weights,
                             beta=algorithm.beta if micro.ref_logp is not None else 0.0,
-                            kl_estimator=algorithm.kl_estimator,
-                            kl_clamp=algorithm.kl_clamp,
-                            eps_low=algorithm.eps_low,
-                            eps_high=algorithm.eps_high,
-                            dual_clip=algorithm.dual_clip,
-                            aggregation=algorithm.aggregation,
                             max_tokens=cfg.rollout.max_new_tokens,
                             denominator=denominator,
+                            **algorithm.objective_kwargs(),
                         )
                         # DDP averages gradients over processes; the denominator already
                         # counts every process, so undo that average.
