@@ -9,7 +9,7 @@ from apo.tracking import read_metrics
 
 FIGURES = {
     "reward_accuracy": ("Reward and accuracy", ["reward/total", "reward/accuracy_rate"], True),
-    "eval_accuracy": ("Held-out accuracy (greedy)", None, False),  # every eval/*/accuracy
+    "eval_accuracy": ("Held-out accuracy", None, False),  # every eval/*/accuracy
     "lengths": ("Response length (tokens)", ["length/correct_mean", "length/incorrect_mean"], True),
     "kl": ("KL to the reference (k3, token mean)", ["kl/mean"], True),
     "entropy": ("Policy entropy (token mean)", ["entropy/mean"], True),
