@@ -69,9 +69,14 @@ def save_checkpoint(
     if accelerator.is_main_process:
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         _fsync_tree(staging)
-        if final.exists():  # the same step saved again (e.g. a signal right after a save)
-            shutil.rmtree(final)
+        replaced = None
+        if final.exists():  # the same step saved again (e.g. a signal right after a save):
+            replaced = directory / f".old-{final.name}"  # keep it until the new one is in place
+            shutil.rmtree(replaced, ignore_errors=True)
+            final.rename(replaced)
         staging.rename(final)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
         for old in list_checkpoints(directory)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
