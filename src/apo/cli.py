@@ -163,7 +163,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apo").setLevel(logging.INFO)
-    from apo.trainer import StopTraining, Trainer
+    from apo.trainer import NonFiniteTraining, StopTraining, Trainer
 
     trainer = Trainer(config, resume=args.resume)
     try:
@@ -171,6 +171,10 @@ def _run_train(args: argparse.Namespace) -> int:
     except StopTraining as stop:
         print(f"stopped by a signal; checkpoint saved in {config.logging.output_dir}/checkpoints")
         return int(stop.code)
+    except NonFiniteTraining as error:
+        print(f"apo train: error: {error}", file=sys.stderr)
+        print(f"checkpoint of the last good state in {config.logging.output_dir}/checkpoints")
+        return 3
     if exported is not None and trainer.is_main:
         print(f"trained model: {exported}")
     return 0

@@ -205,6 +205,14 @@ class TrainingConfig(Section):
     precision: Literal["no", "bf16", "fp16"] = Field(
         "no", description="Autocast mixed precision for forward passes (weights: model.dtype)."
     )
+    max_nonfinite_updates: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Updates whose gradient is NaN/inf are skipped and counted; this many in a row stop "
+            "the run (with a checkpoint of the last good weights)."
+        ),
+    )
 
 
 class LoggingConfig(Section):

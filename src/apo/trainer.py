@@ -68,6 +68,10 @@ class StopTraining(SystemExit):
     """Raised after a checkpoint was saved in answer to SIGTERM / SIGINT."""
 
 
+class NonFiniteTraining(RuntimeError):
+    """Too many updates in a row had a NaN/inf gradient; the last good state was saved."""
+
+
 def lr_multiplier(update: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
     """Learning-rate factor of optimizer update ``update`` (0-based).
 
@@ -227,6 +231,7 @@ class Trainer:
         if self.is_main:
             (self.run_dir / "config.yaml").write_text(config_to_yaml(config))
         self._stop_signal: int | None = None
+        self._nonfinite_in_a_row = 0
         if resume:
             self._resume(None if resume is True else resume)
 
@@ -240,7 +245,11 @@ class Trainer:
                 if self.config.eval.at_start and self.step_index == 0:
                     self.tracker.log(0, progress.evaluate())
                 while self.step_index < self.total_steps:
-                    metrics = self.step()
+                    try:
+                        metrics = self.step()
+                    except NonFiniteTraining:
+                        self.save_checkpoint()  # the weights are still the last good ones
+                        raise
                     self.step_index += 1
                     self.tracker.log(self.step_index, metrics)
                     progress.advance(metrics)
@@ -404,7 +413,7 @@ class Trainer:
         algorithm = cfg.algorithm
         temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}
-        count = 0
+        count = skipped = 0
         grad_norms = []
         self.policy.train()
         for _ in range(algorithm.ppo_epochs):
@@ -443,15 +452,40 @@ class Trainer:
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
                     count += 1
-                if cfg.optim.grad_clip is not None:
-                    norm = accelerator.clip_grad_norm_(
-                        self.policy.parameters(), cfg.optim.grad_clip
-                    )
-                    grad_norms.append(float(norm))
+                # The global norm (all processes agree on it): clipped, and checked.
+                max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
+                norm = float(accelerator.clip_grad_norm_(self.policy.parameters(), max_norm))
+                if not math.isfinite(norm):
+                    self._skip_nonfinite_update()
+                    skipped += 1
+                    continue
+                self._nonfinite_in_a_row = 0
+                grad_norms.append(norm)
                 self.optimizer.step()
                 self.scheduler.step()
         self.engine.sync_weights()
-        return self._loss_metrics(sums, count, grad_norms)
+        metrics = self._loss_metrics(sums, count, grad_norms)
+        metrics["optim/skipped_updates"] = float(skipped)
+        return metrics
+
+    def _skip_nonfinite_update(self) -> None:
+        """Drop this update's gradient; after too many in a row, stop the run."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self._nonfinite_in_a_row += 1
+        limit = self.config.training.max_nonfinite_updates
+        if self.is_main:
+            logger.warning(
+                "step %d: NaN/inf gradient, update skipped (%d in a row, limit %d)",
+                self.step_index + 1,
+                self._nonfinite_in_a_row,
+                limit,
+            )
+        if self._nonfinite_in_a_row >= limit:
+            raise NonFiniteTraining(
+                f"{self._nonfinite_in_a_row} updates in a row had a NaN/inf gradient at step "
+                f"{self.step_index + 1}; the weights are those of the last good update. Lower "
+                "optim.lr, check the rewards, or use training.precision=no"
+            )
 
     def _global_denominator(self, micro_batches: list[MicroBatch]) -> float:
         """Responses (tokens for token-mean) of this update, summed over processes."""

@@ -253,3 +253,40 @@ def test_prompts_are_split_so_every_update_spans_every_process():
     assert rank_positions(8, 4, rank=0, world=1) == list(range(8))
     with pytest.raises(ValueError, match="multiple of the number of processes"):
         rank_positions(8, 3, rank=0, world=2)
+
+
+def _poison_gradients(trainer):
+    """Make every gradient of one parameter NaN (generation is unaffected)."""
+    from apo.models import unwrap_model
+
+    parameter = unwrap_model(trainer.policy).get_output_embeddings().weight
+    return parameter.register_hook(lambda grad: grad * float("nan"))
+
+
+def test_a_nonfinite_gradient_skips_the_update(make_config):
+    trainer = Trainer(make_config(training={"max_steps": 2, "seed": 0}))
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    handle = _poison_gradients(trainer)
+    metrics = trainer.step()
+    handle.remove()
+    assert metrics["optim/skipped_updates"] == 1.0
+    assert all(torch.equal(before[k], v) for k, v in trainer.policy.state_dict().items())
+    assert trainer.step()["optim/skipped_updates"] == 0.0  # training goes on
+    trainer.close()
+
+
+def test_too_many_nonfinite_updates_stop_with_a_checkpoint(make_config, tmp_path):
+    from apo.trainer import NonFiniteTraining
+
+    config = make_config(
+        training={"max_steps": 5, "seed": 0, "max_nonfinite_updates": 2}, checkpoint={"every": 0}
+    )
+    trainer = Trainer(config)
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    _poison_gradients(trainer)
+    with pytest.raises(NonFiniteTraining, match="2 updates in a row had a NaN/inf gradient"):
+        trainer.train()
+    [checkpoint] = list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert read_trainer_state(checkpoint)["step"] == 1
+    saved = load_file(str(checkpoint / "model.safetensors"))
+    assert all(torch.equal(before[k], saved[k]) for k in saved)
