@@ -2,9 +2,10 @@ import re
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM, ViTConfig
+from transformers import Qwen2Config, ViTConfig
 
 from apo.models import ModelConfig, load_model, resolve_dtype, vision_tower
+from tests.helpers import tiny_text_model
 
 
 @pytest.fixture(scope="module")
@@ -14,19 +15,7 @@ def text_model_path(tmp_path_factory, tiny_path):
 
     path = tmp_path_factory.mktemp("text-lm")
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(path)
+    tiny_text_model(tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from apo.models import build_sequence_batch, encode_prompts, sequence_log_probs
-from tests.helpers import chat_prompt, image
+from tests.helpers import chat_prompt, image, tiny_text_model
 
 
 def _batch(loaded):
@@ -96,18 +96,10 @@ def test_no_full_vocabulary_float32_tensor_for_the_batch(tiny, monkeypatch):
 
 
 def test_text_only_model(tmp_path, tiny_path):
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    )
-    model = Qwen2ForCausalLM(config)
+    model = tiny_text_model(tokenizer)
     texts = [
         "<|im_start|>user\nshort<|im_end|>\n",
         "<|im_start|>user\na longer question<|im_end|>\n",
