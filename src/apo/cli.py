@@ -163,7 +163,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apo").setLevel(logging.INFO)
-    from apo.trainer import NonFiniteTraining, StopTraining, Trainer
+    from apo.trainer import NonFiniteTraining, RewardFailure, StopTraining, Trainer
 
     trainer = Trainer(config, resume=args.resume)
     try:
@@ -171,7 +171,7 @@ def _run_train(args: argparse.Namespace) -> int:
     except StopTraining as stop:
         print(f"stopped by a signal; checkpoint saved in {config.logging.output_dir}/checkpoints")
         return int(stop.code)
-    except NonFiniteTraining as error:
+    except (NonFiniteTraining, RewardFailure) as error:
         print(f"apo train: error: {error}", file=sys.stderr)
         print(f"checkpoint of the last good state in {config.logging.output_dir}/checkpoints")
         return 3

@@ -72,6 +72,10 @@ class NonFiniteTraining(RuntimeError):
     """Too many updates in a row had a NaN/inf gradient; the last good state was saved."""
 
 
+class RewardFailure(RuntimeError):
+    """A reward component failed on every response for too many steps in a row."""
+
+
 def lr_multiplier(update: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
     """Learning-rate factor of optimizer update ``update`` (0-based).
 
@@ -232,6 +236,7 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(config_to_yaml(config))
         self._stop_signal: int | None = None
         self._nonfinite_in_a_row = 0
+        self._failing_steps: dict[str, int] = {}
         if resume:
             self._resume(None if resume is True else resume)
 
@@ -247,7 +252,7 @@ class Trainer:
                 while self.step_index < self.total_steps:
                     try:
                         metrics = self.step()
-                    except NonFiniteTraining:
+                    except (NonFiniteTraining, RewardFailure):
                         self.save_checkpoint()  # the weights are still the last good ones
                         raise
                     self.step_index += 1
@@ -294,6 +299,8 @@ class Trainer:
             [self._reward_sample(examples[r.prompt_index], r) for r in rollouts]
         )
         timings["time/reward"] = time.perf_counter() - start
+
+        self._check_reward_failures(scored.failures, len(rollouts))
 
         # 4. advantages (STCR) and KL weights (DADS), group by group
         lengths = torch.tensor([r.length for r in rollouts], dtype=torch.float32)
@@ -467,6 +474,26 @@ class Trainer:
         metrics = self._loss_metrics(sums, count, grad_norms)
         metrics["optim/skipped_updates"] = float(skipped)
         return metrics
+
+    def _check_reward_failures(self, failures: dict, responses: int) -> None:
+        """Count steps in which a reward component failed on every response (all
+        processes); too many in a row stop the run before it trains on garbage."""
+        names = list(failures)
+        local = torch.tensor(
+            [float(sum(failures[n].values())) for n in names] + [float(responses)],
+            device=self.accelerator.device,
+        )
+        totals = self.accelerator.reduce(local, "sum").tolist()
+        limit = self.config.rewards.max_failing_steps
+        for name, failed in zip(names, totals[:-1], strict=True):
+            all_failed = failed >= totals[-1]
+            self._failing_steps[name] = self._failing_steps.get(name, 0) + 1 if all_failed else 0
+            if self._failing_steps[name] >= limit:
+                raise RewardFailure(
+                    f"reward {name!r} failed on every response for {limit} steps in a row "
+                    "(its first error is in the warnings above); fix it or remove it from "
+                    "rewards.components"
+                )
 
     def _skip_nonfinite_update(self) -> None:
         """Drop this update's gradient; after too many in a row, stop the run."""

@@ -290,3 +290,24 @@ def test_too_many_nonfinite_updates_stop_with_a_checkpoint(make_config, tmp_path
     assert read_trainer_state(checkpoint)["step"] == 1
     saved = load_file(str(checkpoint / "model.safetensors"))
     assert all(torch.equal(before[k], saved[k]) for k in saved)
+
+
+def test_a_reward_failing_on_every_response_stops_the_run(make_config, tmp_path):
+    from apo.trainer import RewardFailure
+
+    config = make_config(
+        rewards={
+            "components": [{"name": "format"}, {"name": f"{VARIED}:broken"}],
+            "correctness": "format",
+            "num_workers": 1,
+            "max_failing_steps": 2,
+        },
+        training={"max_steps": 5, "seed": 0},
+        checkpoint={"every": 0},
+    )
+    with pytest.raises(RewardFailure, match="reward 'broken' failed on every response for 2 steps"):
+        Trainer(config).train()
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1]  # the second step stopped before its update
+    assert records[0]["reward/broken/errors"] == 8.0  # 2 prompts x 4 responses, all counted
+    assert read_trainer_state(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 1

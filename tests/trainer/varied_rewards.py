@@ -10,3 +10,8 @@ def many_es(response: str, answer: str, **info) -> float:
 def short(response: str, answer: str, **info) -> float:
     """'Correct' when the response is short (needs responses that end early)."""
     return 1.0 if len(response) < 40 else 0.0
+
+
+def broken(response: str, answer: str, **info) -> float:
+    """A reward with a bug: it fails on every response."""
+    raise KeyError("expected_field")

@@ -60,6 +60,11 @@ class RewardConfig(BaseModel):
     )
     timeout_seconds: float = Field(10.0, gt=0, description="Hard limit per response and component.")
     num_workers: int = Field(2, ge=1, description="Worker processes scoring in parallel.")
+    max_failing_steps: int = Field(
+        3,
+        ge=1,
+        description="Stop the run when a component fails on every response for this many steps.",
+    )
 
     @model_validator(mode="after")
     def _check_names(self) -> RewardConfig:
