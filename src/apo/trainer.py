@@ -786,9 +786,24 @@ class Trainer:
 
 
 def _check_inputs_exist(config: TrainConfig) -> None:
+    """Data files, reward references and a writable run folder, before anything loads."""
     data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
     for data in data_configs:
         for path in [data.path] if isinstance(data.path, str) else data.path:
             if not Path(path).exists():
                 raise DataError(str(path), "no such file or folder", reason="missing_file")
     RewardRunner.check_references(config.rewards)
+    _check_writable(Path(config.logging.output_dir))
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail now, not at the first checkpoint, if the run folder cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"the run folder {run_dir} (logging.output_dir) is not writable: {error.strerror}"
+        ) from None

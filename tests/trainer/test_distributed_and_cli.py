@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -186,3 +187,50 @@ def test_tiny_config_trains_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained model:" in result.stdout
     assert len(read_metrics(tmp_path / "run")) == 2
+
+
+def test_an_unwritable_run_folder_fails_before_loading(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = apo("train", "configs/tiny.yaml", "--output", str(blocker / "run"))
+    assert result.returncode == 2
+    assert "(logging.output_dir) is not writable" in result.stderr
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_path):
+    """A hard kill loses at most the steps since the last checkpoint; resuming from it
+    reproduces the uninterrupted run exactly (CPU, same seed)."""
+    sections = {
+        "training": {"max_steps": 6, "seed": 1},
+        "checkpoint": {"every": 1, "keep_last": 2},
+        "logging": {"samples_per_step": 0},
+    }
+    straight = write_config(
+        tmp_path / "straight.yaml", tiny_train_config(tmp_path / "a", tiny_path, **sections)
+    )
+    killed = write_config(
+        tmp_path / "killed.yaml", tiny_train_config(tmp_path / "b", tiny_path, **sections)
+    )
+    assert apo("train", str(straight)).returncode == 0
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apo", "train", str(killed)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while len(list_checkpoints(tmp_path / "b" / "checkpoints")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no handler runs, a checkpoint may be half written
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    done = int(list_checkpoints(tmp_path / "b" / "checkpoints")[-1].name.split("-")[1])
+    assert 2 <= done < 6
+
+    resumed = apo("train", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = load_file(str(tmp_path / "a" / "final_model" / "model.safetensors"))
+    got = load_file(str(tmp_path / "b" / "final_model" / "model.safetensors"))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert [r["step"] for r in read_metrics(tmp_path / "b")] == list(range(1, 7))
