@@ -14,6 +14,7 @@ def test_rollout_metrics_by_hand():
         "correct": torch.tensor([1.0, 0.0, 0.0, 0.0]),
         "total": torch.tensor([1.5, 0.5, 0.0, 0.0]),
         "difficulty": torch.tensor([0.5, 0.5, 1.0, 1.0]),
+        "raw_advantage": torch.tensor([0.7, -0.7, 0.0, 0.0]),
         "advantage": torch.tensor([0.7, -0.8, 0.0, 0.0]),
         "kl_weight": torch.tensor([0.74, 1.0, 1.0, 1.0]),
         "stcr_weight": torch.tensor([0.0, 0.2, 0.0, 0.0]),
@@ -46,6 +47,7 @@ def test_means_over_nothing_are_nan():
             "correct",
             "total",
             "difficulty",
+            "raw_advantage",
             "advantage",
             "kl_weight",
             "stcr_weight",
@@ -59,3 +61,23 @@ def test_means_over_nothing_are_nan():
 def test_throughput():
     t = throughput(1000, {"time/generation": 2.0, "time/step": 4.0})
     assert t == {"throughput/generated_tokens_per_s": 500.0, "throughput/step_tokens_per_s": 250.0}
+
+
+def test_stcr_negatives_only_counts_only_negative_advantages_as_penalised():
+    # the wrong answer with weight 0.2 has a positive raw advantage: not penalised
+    values = {
+        "length": torch.tensor([10.0, 30.0]),
+        "truncated": torch.zeros(2),
+        "correct": torch.tensor([1.0, 0.0]),
+        "total": torch.tensor([1.0, 0.5]),
+        "difficulty": torch.tensor([0.5, 0.5]),
+        "raw_advantage": torch.tensor([0.7, 0.1]),
+        "advantage": torch.tensor([0.7, 0.12]),
+        "kl_weight": torch.tensor([0.74, 0.74]),
+        "stcr_weight": torch.tensor([0.0, 0.2]),
+        "kept": torch.ones(2),
+    }
+    assert rollout_metrics(values, group_size=2)["stcr/penalized_frac"] == 0.5
+    careful = rollout_metrics(values, group_size=2, stcr_negatives_only=True)
+    assert careful["stcr/penalized_frac"] == 0.0
+    assert math.isnan(careful["stcr/weight_penalized_mean"])

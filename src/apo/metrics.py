@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from apo.algorithms import shaping_metrics
+
 
 def _mean(values: Tensor) -> float:
     """Mean, or NaN (written as null) when there is nothing to average."""
@@ -19,20 +21,35 @@ def _median(values: Tensor) -> float:
     return values.float().median().item() if values.numel() else float("nan")
 
 
-def rollout_metrics(values: dict[str, Tensor], group_size: int) -> dict[str, float]:
-    """Diagnostics of one rollout.
+def rollout_metrics(
+    values: dict[str, Tensor], group_size: int, *, stcr_negatives_only: bool = False
+) -> dict[str, float]:
+    """Diagnostics of one rollout: those of the shaping
+    (:func:`apo.algorithms.shaping_metrics`), plus lengths, rewards and the
+    difficulty distribution.
 
     Args:
         values: [N] tensors, grouped by prompt (G each): ``length``, ``truncated``,
-            ``correct``, ``total`` (reward), ``difficulty``, ``advantage``,
-            ``kl_weight``, ``stcr_weight``, ``kept``, and ``reward/<name>`` per
-            reward component.
+            ``correct``, ``total`` (reward), ``difficulty``, ``raw_advantage``,
+            ``advantage``, ``kl_weight``, ``stcr_weight``, ``kept``, and
+            ``reward/<name>`` per reward component.
         group_size: G.
     """
     length, correct = values["length"].float(), values["correct"].bool()
     total, advantage = values["total"].float(), values["advantage"].float()
-    kl_weight, stcr_weight = values["kl_weight"].float(), values["stcr_weight"].float()
-    metrics = {
+    shaping = shaping_metrics(
+        total,
+        correct,
+        values["difficulty"],
+        values["raw_advantage"].float(),
+        advantage,
+        values["kl_weight"].float(),
+        values["stcr_weight"].float(),
+        group_size,
+        stcr_negatives_only=stcr_negatives_only,
+    )
+    metrics = {key: value.item() for key, value in shaping.items()}
+    metrics |= {
         "reward/total": _mean(total),
         "reward/accuracy_rate": _mean(correct),
         "length/mean": _mean(length),
@@ -41,13 +58,6 @@ def rollout_metrics(values: dict[str, Tensor], group_size: int) -> dict[str, flo
         "length/correct_median": _median(length[correct]),
         "length/incorrect_median": _median(length[~correct]),
         "length/truncated_frac": _mean(values["truncated"]),
-        "adv/mean": _mean(advantage),
-        "adv/abs_mean": _mean(advantage.abs()),
-        "difficulty/mean": _mean(values["difficulty"]),
-        "dads/kl_weight_pos_mean": _mean(kl_weight[advantage > 0]),
-        "dads/shaped_frac": _mean(kl_weight < 1),
-        "stcr/weight_penalized_mean": _mean(stcr_weight[stcr_weight > 0]),
-        "stcr/penalized_frac": _mean(stcr_weight > 0),
         "groups/filtered_frac": 1.0 - _mean(values["kept"]),
     }
     for key, value in values.items():
@@ -57,8 +67,6 @@ def rollout_metrics(values: dict[str, Tensor], group_size: int) -> dict[str, flo
     solved = correct.reshape(-1, group_size).sum(dim=1)
     for k in range(group_size + 1):
         metrics[f"difficulty/solved_{k}_of_{group_size}"] = _mean(solved == k)
-    grouped = total.reshape(-1, group_size)
-    metrics["groups/uniform_reward_frac"] = _mean((grouped == grouped[:, :1]).all(dim=1))
     return metrics
 
 

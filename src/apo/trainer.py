@@ -555,6 +555,7 @@ class Trainer:
             "correct": scored.correct.float(),
             "total": scored.total,
             "difficulty": shaped.difficulty,
+            "raw_advantage": shaped.raw_advantages,
             "advantage": shaped.advantages,
             "kl_weight": shaped.kl_weights,
             "stcr_weight": shaped.stcr_weights,
@@ -562,7 +563,11 @@ class Trainer:
             **{f"reward/{name}": value for name, value in scored.components.items()},
         }
         gathered = {k: accelerator.gather(v.to(accelerator.device)).cpu() for k, v in local.items()}
-        metrics = rollout_metrics(gathered, self.config.rollout.group_size)
+        metrics = rollout_metrics(
+            gathered,
+            self.config.rollout.group_size,
+            stcr_negatives_only=self.config.algorithm.stcr_negatives_only,
+        )
         # Reward failures: every process reduces the same vector, whatever failed where.
         keys = [(name, kind) for name in scored.components for kind in FAILURE_KINDS]
         counts = torch.tensor(

@@ -14,6 +14,7 @@ from apo.algorithms.objective import (
     apo_loss,
     apo_objective,
     shape_advantages,
+    shaping_metrics,
 )
 from apo.algorithms.policy_loss import LOSS_AGGREGATIONS, aggregate_loss, ppo_clip_loss
 from apo.algorithms.stcr import OFFICIAL_STCR_BASE, apply_stcr, stcr_weights
@@ -36,5 +37,6 @@ __all__ = [
     "kl_divergence",
     "ppo_clip_loss",
     "shape_advantages",
+    "shaping_metrics",
     "stcr_weights",
 ]

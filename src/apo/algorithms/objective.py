@@ -40,6 +40,50 @@ def _mean_where(values: Tensor, where: Tensor) -> Tensor:
     return values[where].float().mean()
 
 
+def shaping_metrics(
+    rewards: Tensor,
+    correct: Tensor,
+    difficulty: Tensor,
+    raw_advantages: Tensor,
+    advantages: Tensor,
+    kl_weights: Tensor,
+    stcr_weights: Tensor,
+    group_size: int,
+    *,
+    stcr_negatives_only: bool = False,
+) -> dict[str, Tensor]:
+    """Diagnostics of a rollout's shaping; every input is [N], grouped by prompt.
+
+    A sample is *shaped* by DADS when its KL weight is below 1, and *penalised*
+    by STCR when its weight is > 0 (and, with ``stcr_negatives_only``, its raw
+    advantage < 0). Means over no sample are NaN.
+    """
+    is_correct = as_correct_mask(correct)
+    positive = advantages > 0
+    shaped = kl_weights < 1
+    penalised = stcr_weights > 0
+    if stcr_negatives_only:
+        penalised &= raw_advantages < 0
+    grouped_rewards = to_groups(rewards, group_size, "rewards")
+    grouped_correct = to_groups(is_correct, group_size, "correct")
+    return {
+        "adv/mean": advantages.mean(),
+        "adv/abs_mean": advantages.abs().mean(),
+        "adv/positive_frac": positive.float().mean(),
+        "difficulty/mean": difficulty.float().mean(),
+        "groups/all_correct_frac": grouped_correct.all(dim=1).float().mean(),
+        "groups/all_wrong_frac": (~grouped_correct).all(dim=1).float().mean(),
+        "groups/uniform_reward_frac": (grouped_rewards == grouped_rewards[:, :1])
+        .all(dim=1)
+        .float()
+        .mean(),
+        "dads/kl_weight_pos_mean": _mean_where(kl_weights, positive),
+        "dads/shaped_frac": shaped.float().mean(),
+        "stcr/weight_penalized_mean": _mean_where(stcr_weights, penalised),
+        "stcr/penalized_frac": penalised.float().mean(),
+    }
+
+
 @dataclass(frozen=True)
 class ShapedAdvantages:
     """Per-response quantities of one rollout, all [N] and detached.
@@ -103,29 +147,17 @@ def shape_advantages(
         advantages = raw
     kl_weights = dads_kl_weights(advantages, difficulty, dads_schedule if dads else "constant")
 
-    positive = advantages > 0
-    shaped = positive & (difficulty > 0) & (difficulty < 1)
-    penalised = weights > 0
-    if stcr_negatives_only:
-        penalised &= raw < 0
-    grouped_rewards = to_groups(rewards, group_size, "rewards")
-    grouped_correct = to_groups(is_correct, group_size, "correct")
-    metrics = {
-        "adv/mean": advantages.mean(),
-        "adv/abs_mean": advantages.abs().mean(),
-        "adv/positive_frac": positive.float().mean(),
-        "difficulty/mean": difficulty.mean(),
-        "groups/all_correct_frac": grouped_correct.all(dim=1).float().mean(),
-        "groups/all_wrong_frac": (~grouped_correct).all(dim=1).float().mean(),
-        "groups/uniform_reward_frac": (grouped_rewards == grouped_rewards[:, :1])
-        .all(dim=1)
-        .float()
-        .mean(),
-        "dads/kl_weight_pos_mean": _mean_where(kl_weights, positive),
-        "dads/shaped_frac": shaped.float().mean(),
-        "stcr/weight_penalized_mean": _mean_where(weights, penalised),
-        "stcr/penalized_frac": penalised.float().mean(),
-    }
+    metrics = shaping_metrics(
+        rewards,
+        is_correct,
+        difficulty,
+        raw,
+        advantages,
+        kl_weights,
+        weights,
+        group_size,
+        stcr_negatives_only=stcr_negatives_only,
+    )
     return ShapedAdvantages(
         advantages=advantages,
         kl_weights=kl_weights,
