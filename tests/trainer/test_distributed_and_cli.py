@@ -18,7 +18,10 @@ from apo.tracking import read_metrics
 from tests.trainer.conftest import ROOT, tiny_train_config
 
 
-def write_config(path: Path, config: TrainConfig) -> Path:
+def config_file(tmp_path: Path, run: str, tiny_path: str, **sections) -> Path:
+    """A tiny-run config written to ``<tmp>/<run>.yaml``, its run folder ``<tmp>/<run>``."""
+    config = tiny_train_config(tmp_path / run, tiny_path, **sections)
+    path = tmp_path / f"{run}.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     return path
 
@@ -42,12 +45,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
         "logging": {"samples_per_step": 0},
         "training": {"max_steps": 2, "seed": 3},
     }
-    single = write_config(
-        tmp_path / "single.yaml", tiny_train_config(tmp_path / "one", tiny_path, **sections)
-    )
-    double = write_config(
-        tmp_path / "double.yaml", tiny_train_config(tmp_path / "two", tiny_path, **sections)
-    )
+    single = config_file(tmp_path, "one", tiny_path, **sections)
+    double = config_file(tmp_path, "two", tiny_path, **sections)
     assert apo("train", str(single)).returncode == 0
     launched = subprocess.run(
         [
@@ -85,10 +84,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, tiny_path):
-    config = tiny_train_config(
-        tmp_path / "run", tiny_path, training={"max_steps": 500, "seed": 0}, checkpoint={"every": 0}
+    path = config_file(
+        tmp_path, "run", tiny_path, training={"max_steps": 500, "seed": 0}, checkpoint={"every": 0}
     )
-    path = write_config(tmp_path / "long.yaml", config)
     process = subprocess.Popen(
         [sys.executable, "-m", "apo", "train", str(path)],
         cwd=ROOT,
@@ -205,12 +203,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_path):
         "checkpoint": {"every": 1, "keep_last": 2},
         "logging": {"samples_per_step": 0},
     }
-    straight = write_config(
-        tmp_path / "straight.yaml", tiny_train_config(tmp_path / "a", tiny_path, **sections)
-    )
-    killed = write_config(
-        tmp_path / "killed.yaml", tiny_train_config(tmp_path / "b", tiny_path, **sections)
-    )
+    straight = config_file(tmp_path, "a", tiny_path, **sections)
+    killed = config_file(tmp_path, "b", tiny_path, **sections)
     assert apo("train", str(straight)).returncode == 0
 
     process = subprocess.Popen(
