@@ -1,8 +1,9 @@
 """Checkpoints: the full training state, written atomically, the last K kept.
 
 A checkpoint folder ``step-00000050`` holds what ``accelerate`` saves (model
-weights as safetensors, optimizer, scheduler, every process's RNG states) and
-``trainer_state.json`` (step, data position, config). It is written under a
+weights as safetensors, optimizer, every process's RNG states; all read back with
+``weights_only=True``) and ``trainer_state.json`` (step, data position, learning-rate
+schedule, config). It is written under a
 temporary name and renamed into place only when complete, so a crash mid-write
 never leaves a folder that looks like a checkpoint, and the previous one stays.
 With LoRA, only the adapter is saved (``adapter/``, peft's safetensors format).
@@ -11,11 +12,14 @@ With LoRA, only the adapter is saved (``adapter/``, peft's safetensors format).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -46,6 +50,32 @@ def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def check_free_space(directory: str | Path, needed: int, keep_last: int) -> None:
+    """Refuse to start a run whose first checkpoint cannot fit on the disk; warn when
+    the ``keep_last`` checkpoints (plus the one being written) will not."""
+    directory = Path(directory)
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    megabytes = 1024**2
+    if free < needed:
+        raise CheckpointError(
+            f"not enough disk space for a checkpoint in {directory}: one needs about "
+            f"{needed / megabytes:.0f} MB, {free / megabytes:.0f} MB are free. Free some space "
+            "or point logging.output_dir to another disk"
+        )
+    if free < needed * (keep_last + 1):
+        logger.warning(
+            "%s has %.0f MB free; %d checkpoints of about %.0f MB (checkpoint.keep_last + the "
+            "one being written) will not fit",
+            directory,
+            free / megabytes,
+            keep_last + 1,
+            needed / megabytes,
+        )
+
+
 def _fsync_tree(directory: Path) -> None:
     for path in directory.rglob("*"):
         if path.is_file():
@@ -53,30 +83,81 @@ def _fsync_tree(directory: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written; the previous ones are untouched."""
+
+
+def _any_process_failed(accelerator, error: BaseException | None) -> bool:
+    """Whether any process hit an error (every process must take the same branch)."""
+    if getattr(accelerator, "num_processes", 1) == 1:
+        return error is not None
+    import torch
+
+    flag = torch.tensor(float(error is not None), device=accelerator.device)
+    return bool(accelerator.reduce(flag, "max"))
+
+
+def _finalise(staging: Path, final: Path, state: dict[str, Any]) -> None:
+    """Write the trainer state, flush everything to disk, then rename into place."""
+    (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    _fsync_tree(staging)
+    replaced = None
+    if final.exists():  # the same step saved again (e.g. a signal right after a save):
+        replaced = final.parent / f".old-{final.name}"  # keep it until the new one is in place
+        shutil.rmtree(replaced, ignore_errors=True)
+        final.rename(replaced)
+    try:
+        staging.rename(final)
+    except OSError:
+        if replaced is not None:
+            replaced.rename(final)
+        raise
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
 def save_checkpoint(
     accelerator, directory: str | Path, step: int, state: dict[str, Any], keep_last: int
 ) -> Path:
-    """Save on every process; the main process finalises, renames and prunes."""
+    """Save on every process; the main process finalises, renames and prunes.
+
+    A failed write (disk full, folder gone) removes the partial folder, leaves
+    every earlier checkpoint as it was and raises :class:`CheckpointError` on
+    every process. Old checkpoints are pruned only after the new one is in place.
+    """
     directory = Path(directory)
     final = directory / checkpoint_name(step)
     staging = directory / f".tmp-{checkpoint_name(step)}"
+    error: OSError | None = None
     if accelerator.is_main_process:
-        directory.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crash
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crash
+        except OSError as caught:
+            error = caught
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging), safe_serialization=True)
-    accelerator.wait_for_everyone()
+    if not _any_process_failed(accelerator, error):
+        try:
+            accelerator.save_state(str(staging), safe_serialization=True)
+        except OSError as caught:
+            error = caught
+        accelerator.wait_for_everyone()
+        saved = not _any_process_failed(accelerator, error)  # collective: every process
+        if saved and accelerator.is_main_process:
+            try:
+                _finalise(staging, final, state)
+            except OSError as caught:
+                error = caught
+    if _any_process_failed(accelerator, error):
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        previous = latest_checkpoint(directory)
+        kept = f"the last good checkpoint, {previous}, is intact" if previous else "none before it"
+        reason = (error.strerror or str(error)) if error else "failed on another process"
+        raise CheckpointError(
+            f"could not write the checkpoint of step {step} in {directory}: {reason}; {kept}"
+        )
     if accelerator.is_main_process:
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-        _fsync_tree(staging)
-        replaced = None
-        if final.exists():  # the same step saved again (e.g. a signal right after a save):
-            replaced = directory / f".old-{final.name}"  # keep it until the new one is in place
-            shutil.rmtree(replaced, ignore_errors=True)
-            final.rename(replaced)
-        staging.rename(final)
-        if replaced is not None:
-            shutil.rmtree(replaced, ignore_errors=True)
         for old in list_checkpoints(directory)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

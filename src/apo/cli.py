@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from apo import __version__
 
@@ -163,7 +164,9 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apo").setLevel(logging.INFO)
-    from apo.trainer import NonFiniteTraining, RewardFailure, StopTraining, Trainer
+    from apo.checkpoint import CheckpointError, latest_checkpoint
+    from apo.memory import OutOfMemory
+    from apo.trainer import StopTraining, Trainer, TrainingFailure
 
     trainer = Trainer(config, resume=args.resume)
     try:
@@ -171,9 +174,10 @@ def _run_train(args: argparse.Namespace) -> int:
     except StopTraining as stop:
         print(f"stopped by a signal; checkpoint saved in {config.logging.output_dir}/checkpoints")
         return int(stop.code)
-    except (NonFiniteTraining, RewardFailure) as error:
+    except (TrainingFailure, OutOfMemory, CheckpointError) as error:
         print(f"apo train: error: {error}", file=sys.stderr)
-        print(f"checkpoint of the last good state in {config.logging.output_dir}/checkpoints")
+        last = latest_checkpoint(Path(config.logging.output_dir) / "checkpoints")
+        print(f"resume from {last} with --resume" if last else "no checkpoint was written")
         return 3
     if exported is not None and trainer.is_main:
         print(f"trained model: {exported}")
@@ -278,8 +282,6 @@ def _add_plot_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from apo.plots import plot_runs
 
     for run in args.runs:

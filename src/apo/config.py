@@ -367,6 +367,18 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted.key, old value, new value)`` for every setting that differs."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += [(f"{key}.{k}", b, a) for k, b, a in config_changes(before, after)]
+        elif before != after:
+            changes.append((key, before, after))
+    return changes
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config, apply dotted overrides, validate. ConfigError says what is wrong."""
     raw: dict[str, Any] = {}

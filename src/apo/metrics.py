@@ -7,6 +7,10 @@ loop. Names say what they measure (CleanRL style): ``length/incorrect_mean``,
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import torch
 from torch import Tensor
 
 from apo.algorithms import shaping_metrics
@@ -77,3 +81,17 @@ def throughput(generated_tokens: float, seconds: dict[str, float]) -> dict[str, 
         / max(seconds["time/generation"], 1e-9),
         "throughput/step_tokens_per_s": generated_tokens / max(seconds["time/step"], 1e-9),
     }
+
+
+def memory_metrics(device: torch.device) -> dict[str, float]:
+    """This process's resident memory now (Linux), and the accelerator's peak since
+    the last call (then reset), in MiB."""
+    metrics = {}
+    statm = Path("/proc/self/statm")
+    if statm.is_file():
+        resident_pages = int(statm.read_text().split()[1])
+        metrics["memory/rss_mib"] = resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    if device.type == "cuda":
+        metrics["memory/gpu_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+    return metrics

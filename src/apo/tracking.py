@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,24 @@ class RunTracker:
                 handle.write(json.dumps({"step": step, **sample}, ensure_ascii=False) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records of steps after ``step`` (a resumed run redoes them)."""
+        """Drop records of steps after ``step`` (a resumed run redoes them), and a last
+        line cut short by a kill. Rewritten atomically: a kill now loses nothing."""
         if not self.enabled:
             return
         for path in (self.metrics_path, self.samples_path):
-            if path.exists():
-                kept = [
-                    line
-                    for line in path.read_text().splitlines()
-                    if json.loads(line)["step"] <= step
-                ]
-                path.write_text("".join(line + "\n" for line in kept))
+            if not path.exists():
+                continue
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # only the last line can be partial: written when killed
+                if record["step"] <= step:
+                    kept.append(line)
+            partial = path.with_name(f".{path.name}.tmp")
+            partial.write_text("".join(line + "\n" for line in kept))
+            os.replace(partial, path)
 
     def close(self) -> None:
         if self._tensorboard is not None:

@@ -37,14 +37,18 @@ from torch import Tensor
 
 from apo.algorithms import apo_objective, shape_advantages
 from apo.checkpoint import (
+    check_free_space,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
+    read_trainer_state,
     register_lora_hooks,
     save_checkpoint,
 )
-from apo.config import TrainConfig, config_to_yaml
+from apo.config import TrainConfig, config_changes, config_to_yaml
 from apo.data import DataError, PromptDataset, ResumableSampler
-from apo.metrics import rollout_metrics, throughput
+from apo.memory import OutOfMemory, is_out_of_memory, release_memory
+from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
     SequenceBatch,
     apply_lora,
@@ -62,17 +66,24 @@ from apo.tracking import RunTracker
 logger = logging.getLogger(__name__)
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# Settings a checkpoint cannot be resumed under, and settings expected to change on resume.
+INCOMPATIBLE = ("model.name_or_path", "lora.")
+EXPECTED = ("logging.", "checkpoint.", "training.max_steps", "training.episodes")
 
 
 class StopTraining(SystemExit):
     """Raised after a checkpoint was saved in answer to SIGTERM / SIGINT."""
 
 
-class NonFiniteTraining(RuntimeError):
+class TrainingFailure(RuntimeError):
+    """The run cannot go on; the last good state was saved as a checkpoint."""
+
+
+class NonFiniteTraining(TrainingFailure):
     """Too many updates in a row had a NaN/inf gradient; the last good state was saved."""
 
 
-class RewardFailure(RuntimeError):
+class RewardFailure(TrainingFailure):
     """A reward component failed on every response for too many steps in a row."""
 
 
@@ -127,12 +138,16 @@ def rank_positions(
 class MicroBatch:
     """A slice of the rollout ready for the model, with its per-response tensors."""
 
+    prompts: list[PromptInput]  # kept to rebuild halves after an out-of-memory error
     batch: SequenceBatch
     loss_mask: Tensor  # [B, T]: response tokens that enter the loss
     advantages: Tensor  # [B]
     kl_weights: Tensor  # [B]
     ref_logp: Tensor | None = None
     old_logp: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
 
 
 class Trainer:
@@ -156,7 +171,7 @@ class Trainer:
         set_seed(config.training.seed, device_specific=True)  # + process index
 
         # --- model, reference, data, rewards, engine
-        _check_inputs_exist(config)  # before the (possibly long) model load
+        _check_inputs_exist(config, resume)  # before the (possibly long) model load
         loaded = load_model(config.model, device=self.accelerator.device)
         self.processor, self.tokenizer = loaded.processor, loaded.tokenizer
         self.is_multimodal = loaded.is_multimodal
@@ -196,6 +211,7 @@ class Trainer:
         # --- optimisation
         self.total_steps = config.total_steps(len(self.dataset))
         self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
+        self.micro_batch_size = config.batch.micro_batch_size  # halved after running out of memory
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
         warmup = int(config.optim.warmup_ratio * total_updates)
         parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -214,9 +230,9 @@ class Trainer:
             ),
         )
         self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        # Not prepared: accelerate would step it once per process. Still checkpointed.
+        # Not prepared: accelerate would step it once per process. Its state goes in
+        # trainer_state.json: accelerate would pickle it and load it with code allowed.
         self.scheduler = scheduler
-        self.accelerator.register_for_checkpointing(scheduler)
         self.engine = TransformersEngine(
             self.policy, self.processor, self.tokenizer, self.is_multimodal
         )
@@ -237,8 +253,8 @@ class Trainer:
         self._stop_signal: int | None = None
         self._nonfinite_in_a_row = 0
         self._failing_steps: dict[str, int] = {}
-        if resume:
-            self._resume(None if resume is True else resume)
+        if not (resume and self._resume(None if resume is True else resume)):
+            self.tracker.truncate_after(0)  # records of an earlier attempt that never saved
 
     # ------------------------------------------------------------------ the loop
 
@@ -246,13 +262,19 @@ class Trainer:
         """Train to the last step; returns the exported model folder (if any)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNAL_EXIT_CODES}
         try:
+            if self.is_main:
+                check_free_space(
+                    self.run_dir / "checkpoints",
+                    self._checkpoint_bytes(),
+                    self.config.checkpoint.keep_last,
+                )
             with self._progress() as progress:
                 if self.config.eval.at_start and self.step_index == 0:
                     self.tracker.log(0, progress.evaluate())
                 while self.step_index < self.total_steps:
                     try:
                         metrics = self.step()
-                    except (NonFiniteTraining, RewardFailure):
+                    except TrainingFailure:
                         self.save_checkpoint()  # the weights are still the last good ones
                         raise
                     self.step_index += 1
@@ -289,7 +311,7 @@ class Trainer:
         seeds = None
         if cfg.rollout.seed_per_prompt:
             seeds = [prompt_seed(cfg.training.seed, self.step_index, p) for p in self.positions]
-        rollouts = self.engine.generate(prompts, cfg.rollout, seeds)
+        rollouts = self._generate(prompts, seeds)
         timings["time/generation"] = time.perf_counter() - start
 
         # 3. score them
@@ -336,6 +358,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces of a step
 
+    def _generate(self, prompts: list[PromptInput], seeds: list[int] | None) -> list[Rollout]:
+        """The engine's rollouts; it retries smaller batches itself after running out of
+        memory, so an out-of-memory error here means one prompt's group is too big."""
+        rollout = self.config.rollout
+        try:
+            return self.engine.generate(prompts, rollout, seeds)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            raise OutOfMemory(
+                f"out of memory generating at step {self.step_index + 1}, even for one prompt "
+                f"at a time. Lower rollout.group_size (now {rollout.group_size}) or "
+                f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
+            ) from None
+
     @staticmethod
     def _reward_sample(example, rollout: Rollout) -> RewardSample:
         info = {"question": example.question, "choices": example.choices, "id": example.id}
@@ -364,35 +401,105 @@ class Trainer:
         number of forward/backward passes, which distributed training requires.
         """
         per_update = len(rollouts) // self.updates_per_step
-        size = self.config.batch.micro_batch_size
+        size = self.micro_batch_size
+        device = self.accelerator.device
         updates = []
         for first in range(0, len(rollouts), per_update):
-            rows = list(range(first, first + per_update))
             micro_batches = []
-            for start in range(0, len(rows), size):
-                chunk = rows[start : start + size]
-                chunk_prompts = [prompts[rollouts[i].prompt_index] for i in chunk]
-                inputs = encode_prompts(
-                    self.processor,
-                    [p.text for p in chunk_prompts],
-                    [p.images for p in chunk_prompts],
-                    self.is_multimodal,
+            for start in range(first, first + per_update, size):
+                rows = list(range(start, min(start + size, first + per_update)))
+                batch = self._sequence_batch(
+                    [prompts[rollouts[i].prompt_index] for i in rows],
+                    [rollouts[i].response_ids for i in rows],
                 )
-                batch = build_sequence_batch(
-                    inputs, [rollouts[i].response_ids for i in chunk], self.tokenizer.pad_token_id
-                )
-                batch = batch.to(self.accelerator.device)
-                kept = keep[chunk].to(self.accelerator.device)
                 micro_batches.append(
                     MicroBatch(
+                        prompts=[prompts[rollouts[i].prompt_index] for i in rows],
                         batch=batch,
-                        loss_mask=batch.response_mask & kept[:, None],
-                        advantages=advantages[chunk].to(self.accelerator.device),
-                        kl_weights=kl_weights[chunk].to(self.accelerator.device),
+                        loss_mask=batch.response_mask & keep[rows].to(device)[:, None],
+                        advantages=advantages[rows].to(device),
+                        kl_weights=kl_weights[rows].to(device),
                     )
                 )
             updates.append(micro_batches)
         return updates
+
+    def _sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
+        inputs = encode_prompts(
+            self.processor,
+            [p.text for p in prompts],
+            [p.images for p in prompts],
+            self.is_multimodal,
+        )
+        batch = build_sequence_batch(inputs, responses, self.tokenizer.pad_token_id)
+        return batch.to(self.accelerator.device)
+
+    def _halves(self, micro: MicroBatch) -> list[MicroBatch]:
+        """The micro-batch as two, each padded only to its own longest response.
+
+        Losses are sums over tokens divided by the update's denominator, so two
+        halves accumulate the same gradient as the whole (up to float rounding).
+        """
+        half = len(micro) // 2
+        parts = []
+        for rows in (slice(0, half), slice(half, len(micro))):
+            mask = micro.batch.response_mask[rows]
+            responses = [
+                ids[m].tolist() for ids, m in zip(micro.batch.response_ids[rows], mask, strict=True)
+            ]
+            batch = self._sequence_batch(micro.prompts[rows], responses)
+            width = batch.response_ids.shape[1]
+
+            def cut(tensor: Tensor | None, rows=rows, width=width) -> Tensor | None:
+                return None if tensor is None else tensor[rows, :width]
+
+            parts.append(
+                MicroBatch(
+                    prompts=micro.prompts[rows],
+                    batch=batch,
+                    loss_mask=cut(micro.loss_mask),
+                    advantages=micro.advantages[rows],
+                    kl_weights=micro.kl_weights[rows],
+                    ref_logp=cut(micro.ref_logp),
+                    old_logp=cut(micro.old_logp),
+                )
+            )
+        return parts
+
+    def _after_out_of_memory(self, updates: list[list[MicroBatch]], index: int, where: str) -> None:
+        """Halve the micro-batch size (for the rest of the run too) and re-cut every
+        update of this step to it; or stop the run when that cannot help."""
+        largest = max(len(m) for m in updates[index])
+        if largest == 1 or self.accelerator.num_processes > 1:
+            reason = (
+                "even one sequence per micro-batch"
+                if largest == 1
+                else "no automatic retry with several processes"
+            )
+            raise OutOfMemory(
+                f"out of memory in the {where} at step {self.step_index + 1} ({reason}). Lower "
+                f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
+                f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
+                "on model.gradient_checkpointing / lora.enabled"
+            )
+        self.micro_batch_size = max(1, (largest + 1) // 2)
+        if self.is_main:
+            logger.warning(
+                "out of memory in the %s at step %d: retrying with micro-batches of %d; set "
+                "batch.micro_batch_size=%d to avoid the retry",
+                where,
+                self.step_index + 1,
+                self.micro_batch_size,
+                self.micro_batch_size,
+            )
+        for position, micro_batches in enumerate(updates):
+            while max(len(m) for m in micro_batches) > self.micro_batch_size:
+                micro_batches = [
+                    part
+                    for m in micro_batches
+                    for part in (self._halves(m) if len(m) > self.micro_batch_size else [m])
+                ]
+            updates[position] = micro_batches
 
     @torch.no_grad()
     def _fill_log_probs(self, updates: list[list[MicroBatch]], reference: bool) -> None:
@@ -403,62 +510,56 @@ class Trainer:
         log-probs equal the current ones: that extra forward pass is skipped.
         """
         on_policy = self.updates_per_step == 1 and self.config.algorithm.ppo_epochs == 1
+        if on_policy and not reference:
+            return
         temperature = self.config.rollout.temperature or 1.0
-        for micro in (m for update in updates for m in update):
-            if reference:
-                micro.ref_logp = self.reference.log_probs(micro.batch, temperature=temperature)
-            if not on_policy:
-                micro.old_logp = sequence_log_probs(
-                    self.policy,
-                    micro.batch,
-                    temperature=temperature,
-                    chunk_size=self.config.batch.logprob_chunk_size,
-                ).logp
+        for index, micro_batches in enumerate(updates):
+            while True:
+                try:
+                    for micro in micro_batches:
+                        if reference:
+                            micro.ref_logp = self.reference.log_probs(
+                                micro.batch, temperature=temperature
+                            )
+                        if not on_policy:
+                            micro.old_logp = sequence_log_probs(
+                                self.policy,
+                                micro.batch,
+                                temperature=temperature,
+                                chunk_size=self.config.batch.logprob_chunk_size,
+                            ).logp
+                    break
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise
+                release_memory()  # here, once the traceback holding the tensors is gone
+                self._after_out_of_memory(updates, index, "log-prob pass")
+                micro_batches = updates[index]
 
     def _update(self, updates: list[list[MicroBatch]]) -> dict[str, float]:
         cfg, accelerator = self.config, self.accelerator
-        algorithm = cfg.algorithm
-        temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}
         count = skipped = 0
         grad_norms = []
         self.policy.train()
-        for _ in range(algorithm.ppo_epochs):
-            for micro_batches in updates:
+        for _ in range(cfg.algorithm.ppo_epochs):
+            for index, micro_batches in enumerate(updates):
                 denominator = self._global_denominator(micro_batches)
-                self.optimizer.zero_grad(set_to_none=True)
-                for index, micro in enumerate(micro_batches):
-                    last = index == len(micro_batches) - 1
-                    sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
-                    with sync:
-                        result = sequence_log_probs(
-                            self.policy,
-                            micro.batch,
-                            temperature=temperature,
-                            chunk_size=cfg.batch.logprob_chunk_size,
-                            with_entropy=True,
-                        )
-                        old = result.logp.detach() if micro.old_logp is None else micro.old_logp
-                        loss, metrics = apo_objective(
-                            result.logp,
-                            old,
-                            micro.ref_logp,
-                            micro.loss_mask,
-                            micro.advantages,
-                            micro.kl_weights,
-                            beta=algorithm.beta if micro.ref_logp is not None else 0.0,
-                            max_tokens=cfg.rollout.max_new_tokens,
-                            denominator=denominator,
-                            **algorithm.objective_kwargs(),
-                        )
-                        # DDP averages gradients over processes; the denominator already
-                        # counts every process, so undo that average.
-                        accelerator.backward(loss * accelerator.num_processes)
-                    mask = micro.batch.response_mask
-                    metrics["entropy/mean"] = result.entropy[mask].mean()
-                    for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + float(value)
-                    count += 1
+                while True:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    try:
+                        update_sums = self._accumulate_gradients(micro_batches, denominator)
+                        break
+                    except Exception as error:
+                        if not is_out_of_memory(error):
+                            raise
+                    self.optimizer.zero_grad(set_to_none=True)
+                    release_memory()
+                    self._after_out_of_memory(updates, index, "update")
+                    micro_batches = updates[index]
+                for key, value in update_sums.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += len(micro_batches)
                 # The global norm (all processes agree on it): clipped, and checked.
                 max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
                 norm = float(accelerator.clip_grad_norm_(self.policy.parameters(), max_norm))
@@ -474,6 +575,46 @@ class Trainer:
         metrics = self._loss_metrics(sums, count, grad_norms)
         metrics["optim/skipped_updates"] = float(skipped)
         return metrics
+
+    def _accumulate_gradients(
+        self, micro_batches: list[MicroBatch], denominator: float
+    ) -> dict[str, float]:
+        """Forward and backward over one update's micro-batches; returns metric sums."""
+        cfg, accelerator = self.config, self.accelerator
+        algorithm = cfg.algorithm
+        temperature = cfg.rollout.temperature or 1.0
+        sums: dict[str, float] = {}
+        for index, micro in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
+            with sync:
+                result = sequence_log_probs(
+                    self.policy,
+                    micro.batch,
+                    temperature=temperature,
+                    chunk_size=cfg.batch.logprob_chunk_size,
+                    with_entropy=True,
+                )
+                old = result.logp.detach() if micro.old_logp is None else micro.old_logp
+                loss, metrics = apo_objective(
+                    result.logp,
+                    old,
+                    micro.ref_logp,
+                    micro.loss_mask,
+                    micro.advantages,
+                    micro.kl_weights,
+                    beta=algorithm.beta if micro.ref_logp is not None else 0.0,
+                    max_tokens=cfg.rollout.max_new_tokens,
+                    denominator=denominator,
+                    **algorithm.objective_kwargs(),
+                )
+                # DDP averages gradients over processes; the denominator already
+                # counts every process, so undo that average.
+                accelerator.backward(loss * accelerator.num_processes)
+            metrics["entropy/mean"] = result.entropy[micro.batch.response_mask].mean()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        return sums
 
     def _check_reward_failures(self, failures: dict, responses: int) -> None:
         """Count steps in which a reward component failed on every response (all
@@ -581,6 +722,10 @@ class Trainer:
         times = torch.tensor(list(timings.values()), device=accelerator.device)
         metrics |= dict(zip(timings, accelerator.reduce(times, "max").tolist(), strict=True))
         metrics |= throughput(gathered["length"].sum().item(), metrics)
+        memory = memory_metrics(accelerator.device)  # the fullest process
+        values = torch.tensor(list(memory.values()), device=accelerator.device)
+        values = accelerator.reduce(values, "max").tolist()
+        metrics |= dict(zip(memory, values, strict=True))
         return metrics
 
     def _log_samples(self, examples, rollouts, scored, shaped) -> None:
@@ -667,6 +812,7 @@ class Trainer:
             "step": self.step_index,
             "total_steps": self.total_steps,
             "sampler": self.sampler.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "config": self.config.model_dump(mode="json"),
             "model": self.config.model.name_or_path,
         }
@@ -678,25 +824,45 @@ class Trainer:
             self.config.checkpoint.keep_last,
         )
 
-    def _resume(self, checkpoint: str | None) -> None:
+    def _checkpoint_bytes(self) -> int:
+        """About what one checkpoint takes: the saved weights (only the adapter with
+        LoRA) and AdamW's two moments per trainable weight."""
+        parameters = list(self.accelerator.unwrap_model(self.policy).parameters())
+        trainable = sum(p.numel() * p.element_size() for p in parameters if p.requires_grad)
+        everything = sum(p.numel() * p.element_size() for p in parameters)
+        return (trainable if self.config.lora.enabled else everything) + 2 * trainable
+
+    def _resume(self, checkpoint: str | None) -> bool:
+        """Restore a checkpoint (the latest of the run folder if none is named);
+        False when there is none to resume."""
         path = Path(checkpoint) if checkpoint else latest_checkpoint(self.run_dir / "checkpoints")
         if path is None:
             if self.is_main:
                 logger.warning(
                     "no checkpoint in %s: starting from scratch", self.run_dir / "checkpoints"
                 )
-            return
+            return False
+        self._check_belongs_to_this_run(path, read_trainer_state(path)["config"])
         state = load_checkpoint(self.accelerator, path)
-        if state["model"] != self.config.model.name_or_path:
-            raise ValueError(
-                f"checkpoint {path} was trained from model {state['model']!r}, "
-                f"not {self.config.model.name_or_path!r}"
-            )
         self.sampler.load_state_dict(state["sampler"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.step_index = state["step"]
         self.tracker.truncate_after(self.step_index)
         if self.is_main:
             logger.info("resumed from %s at step %d", path, self.step_index)
+        return True
+
+    def _check_belongs_to_this_run(self, path: Path, saved: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model or adapter; name every other setting
+        that changed since it was saved (changing some, like the learning rate, is fine)."""
+        changes = config_changes(saved, self.config.model_dump(mode="json"))
+        described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
+        fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
+        if fatal:
+            raise ValueError(f"checkpoint {path} belongs to another model: " + "; ".join(fatal))
+        changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
+        if changed and self.is_main:
+            logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
 
     def export_model(self) -> Path:
         """A Hugging Face folder loadable with ``from_pretrained`` (LoRA merged if asked)."""
@@ -790,15 +956,23 @@ class Trainer:
         self.tracker.close()
 
 
-def _check_inputs_exist(config: TrainConfig) -> None:
-    """Data files, reward references and a writable run folder, before anything loads."""
+def _check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
+    """Data files, reward references and a writable run folder that holds no other
+    run's checkpoints, before anything loads."""
     data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
     for data in data_configs:
         for path in [data.path] if isinstance(data.path, str) else data.path:
             if not Path(path).exists():
                 raise DataError(str(path), "no such file or folder", reason="missing_file")
     RewardRunner.check_references(config.rewards)
-    _check_writable(Path(config.logging.output_dir))
+    run_dir = Path(config.logging.output_dir)
+    _check_writable(run_dir)
+    if not resume and list_checkpoints(run_dir / "checkpoints"):
+        # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
+        raise ValueError(
+            f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
+            "with --resume, or choose another folder"
+        )
 
 
 def _check_writable(run_dir: Path) -> None:

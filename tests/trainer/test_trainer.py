@@ -145,10 +145,23 @@ def test_resume_refuses_a_checkpoint_of_another_model(make_config, tmp_path):
     Trainer(make_config("a", training={"max_steps": 1, "seed": 0})).train()
     checkpoint = list_checkpoints(tmp_path / "a" / "checkpoints")[-1]
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    state["model"] = "someone/else"
+    state["config"]["model"]["name_or_path"] = "someone/else"
     (checkpoint / "trainer_state.json").write_text(json.dumps(state))
-    with pytest.raises(ValueError, match="trained from model 'someone/else'"):
+    with pytest.raises(ValueError, match=r"another model: model\.name_or_path: 'someone/else' ->"):
         Trainer(make_config("b", training={"max_steps": 1, "seed": 0}), resume=str(checkpoint))
+    with pytest.raises(ValueError, match=r"lora\.enabled: False -> True"):
+        Trainer(make_config("c", lora={"enabled": True}), resume=str(checkpoint))
+
+
+def test_resume_names_the_settings_that_changed(make_config, tmp_path, caplog):
+    Trainer(make_config("a", training={"max_steps": 1, "seed": 0})).train()
+    checkpoint = list_checkpoints(tmp_path / "a" / "checkpoints")[-1]
+    changed = make_config("b", training={"max_steps": 2, "seed": 0}, optim={"lr": 5e-4})
+    with caplog.at_level("WARNING", logger="apo"):
+        Trainer(changed, resume=str(checkpoint)).close()
+    [warning] = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert "optim.lr: 0.001 -> 0.0005" in warning
+    assert "max_steps" not in warning and "output_dir" not in warning  # expected to change
 
 
 def test_lora_checkpoints_hold_only_the_adapter_and_export_merged(make_config):

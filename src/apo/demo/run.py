@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,7 @@ def run_demo(settings: DemoSettings, *, report: bool = True) -> dict[str, Any]:
 
     started = time.perf_counter()
     run_dir = Path(settings.output_dir)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a demo always starts afresh
     data = write_task(run_dir / "data", settings)
     config = demo_config(settings, data, start_model_path())
     Trainer(config).train()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from apo.memory import is_out_of_memory, release_memory
 from apo.models.inputs import encode_prompts
 from apo.models.unwrap import unwrap_model
 from apo.rollout.base import FinishReason, PromptInput, Rollout, SamplingConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -91,10 +95,32 @@ class TransformersEngine:
                 return rollouts
             for start in range(0, len(prompts), sampling.max_batch_size):
                 chunk = prompts[start : start + sampling.max_batch_size]
-                rollouts += self._generate_chunk(model, chunk, start, sampling)
+                rollouts += self._generate_halving(model, chunk, start, sampling)
             return rollouts
         finally:
             model.train(was_training)
+
+    def _generate_halving(
+        self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
+    ) -> list[Rollout]:
+        """One call; out of memory with several prompts, two calls with half each."""
+        try:
+            return self._generate_chunk(model, prompts, offset, sampling)
+        except Exception as error:
+            if not is_out_of_memory(error) or len(prompts) == 1:
+                raise
+        release_memory()
+        half = len(prompts) // 2
+        logger.warning(
+            "out of memory generating for %d prompts at once: retrying with %d and %d "
+            "(lower rollout.max_batch_size to avoid the retry)",
+            len(prompts),
+            half,
+            len(prompts) - half,
+        )
+        return self._generate_halving(
+            model, prompts[:half], offset, sampling
+        ) + self._generate_halving(model, prompts[half:], offset + half, sampling)
 
     def _generate_chunk(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
