@@ -83,7 +83,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
     assert apart < 0.05 * moved
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, tiny_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_a_checkpoint_and_exits_with_its_code(tmp_path, tiny_path, signum, code):
     path = config_file(
         tmp_path, "run", tiny_path, training={"max_steps": 500, "seed": 0}, checkpoint={"every": 0}
     )
@@ -98,9 +99,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, tiny_path):
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 143, err[-2000:]
+    assert process.returncode == code, err[-2000:]
     assert "checkpoint saved" in out
     checkpoints = list_checkpoints(tmp_path / "run" / "checkpoints")
     assert checkpoints and int(checkpoints[-1].name.split("-")[1]) == len(
