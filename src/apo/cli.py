@@ -293,6 +293,74 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
+    from apo.evaluation.benchmarks import BENCHMARKS
+
+    splits = "; ".join(f"{b.name}: {', '.join(b.splits)}" for b in BENCHMARKS.values())
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on MathVista, MathVerse, MMK12, MathVision, MMStar, MMMU...",
+        description=(
+            "Generate answers to benchmark questions read from local files, judge them with "
+            "each benchmark's rule-based scoring, and write per-question results and a "
+            "summary; or compare summaries side by side (--compare). A rerun with the same "
+            f"--output skips the questions already answered. Splits (first: default): {splits}."
+        ),
+    )
+    parser.add_argument("--model", help="model folder or name (tiny: the built-in one)")
+    parser.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="NAME[:SPLIT]=PATH",
+        help=f"a benchmark and its files (repeatable); NAME: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--samples-per-question", type=int, default=1, metavar="K")
+    parser.add_argument("--temperature", type=float, help="default: 0 (greedy) for K=1, else 1")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per generation call")
+    parser.add_argument("--limit", type=int, help="only the first N questions of each benchmark")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--output", help="results folder (default: runs/eval/<model>)")
+    parser.add_argument(
+        "--compare", nargs="+", metavar="RESULTS", help="print summaries side by side and exit"
+    )
+    parser.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import logging
+
+    from apo.evaluation.report import compare_table, load_summary, markdown_summary
+
+    if args.compare:
+        summaries = [load_summary(path) for path in args.compare]
+        labels = [Path(path).name or str(path) for path in args.compare]
+        print(compare_table(summaries, labels), end="")
+        return 0
+    if not args.model or not args.benchmark:
+        raise ValueError("give --model and at least one --benchmark NAME=PATH (or --compare)")
+    from apo.evaluation.runner import BenchmarkRequest, EvalSettings, default_output, evaluate
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    requests = [BenchmarkRequest.parse(spec) for spec in args.benchmark]
+    settings = EvalSettings(
+        samples_per_question=args.samples_per_question,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    output = Path(args.output) if args.output else default_output(args.model)
+    summary = evaluate(args.model, requests, settings, output, limit=args.limit, dtype=args.dtype)
+    print(markdown_summary(summary), end="")
+    print(f"results: {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apo",
@@ -307,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_plot_parser(subparsers)
+    _add_eval_parser(subparsers)
     return parser
 
 

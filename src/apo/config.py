@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apo.algorithms import (
     ADVANTAGE_ESTIMATORS,
@@ -244,6 +244,23 @@ class EvalSet(Section):
     """One evaluation set and how it is decoded."""
 
     data: DataConfig = Field(description="The questions (any training data format).")
+    benchmark: str | None = Field(
+        None,
+        description=(
+            "A benchmark of apo eval (mathvista, mathverse, mmk12, mathvision, mmstar, mmmu, "
+            "custom): data.path holds its files, its rule judges the answers. None: the data "
+            "is in the training format and judged by the reward components."
+        ),
+    )
+    split: str | None = Field(None, description="The benchmark's split; None: its default.")
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, value: str | None) -> str | None:
+        from apo.evaluation.benchmarks import get_benchmark
+
+        return None if value is None else get_benchmark(value).name
+
     temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
     samples_per_question: int = Field(
         1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."

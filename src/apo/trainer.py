@@ -47,6 +47,9 @@ from apo.checkpoint import (
 )
 from apo.config import TrainConfig, config_changes, config_to_yaml
 from apo.data import DataError, PromptDataset, ResumableSampler
+from apo.data.dataset import DataReport
+from apo.data.prompts import render_prompt
+from apo.evaluation.benchmarks import get_benchmark
 from apo.memory import OutOfMemory, is_out_of_memory, release_memory
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
@@ -59,6 +62,8 @@ from apo.models import (
     sequence_log_probs,
 )
 from apo.rewards import RewardRunner, RewardSample, reward_name
+from apo.rewards.answer import extract_answer
+from apo.rewards.format import is_well_formatted
 from apo.rewards.runner import FAILURE_KINDS
 from apo.rollout import PromptInput, Rollout, TransformersEngine
 from apo.tracking import RunTracker
@@ -190,10 +195,12 @@ class Trainer:
         self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
         if self.is_main and self.dataset.report.dropped:
             logger.warning("training data: %s", self.dataset.report.summary())
+        self.eval_questions: dict[str, list] = {}  # benchmark sets: their questions
         self.eval_datasets = {
-            name: PromptDataset.load(eval_set.data, self.processor, self.is_multimodal)
+            name: self._load_eval_set(name, eval_set)
             for name, eval_set in config.eval.datasets.items()
         }
+        self._judge = None  # worker processes judging benchmark answers, when needed
         self.sampler = ResumableSampler(
             len(self.dataset),
             config.batch.prompts_per_step,
@@ -758,11 +765,35 @@ class Trainer:
         """Accuracy, reward components and lengths on every evaluation set."""
         metrics: dict[str, float] = {}
         for name, dataset in self.eval_datasets.items():
-            results = self._evaluate_one(dataset, self.config.eval.datasets[name])
+            results = self._evaluate_one(name, dataset, self.config.eval.datasets[name])
             metrics |= {f"eval/{name}/{k}": v for k, v in results.items()}
         return metrics
 
-    def _evaluate_one(self, dataset: PromptDataset, eval_set) -> dict[str, float]:
+    def _load_eval_set(self, name: str, eval_set) -> PromptDataset:
+        """A training-format set, or a benchmark's questions (kept for judging)."""
+        if eval_set.benchmark is None:
+            return PromptDataset.load(eval_set.data, self.processor, self.is_multimodal)
+        benchmark = get_benchmark(eval_set.benchmark)
+        questions = benchmark.questions(
+            eval_set.data.path, eval_set.split or benchmark.splits[0], eval_set.data.limit
+        )
+        self.eval_questions[name] = questions
+        examples = [question.example() for question in questions]
+        prompts = [
+            render_prompt(e, self.processor, eval_set.data.prompt, self.is_multimodal)
+            for e in examples
+        ]
+        return PromptDataset(examples, prompts, DataReport(rows=len(examples), kept=len(examples)))
+
+    def _judge_benchmark(self, name: str, items: list) -> Tensor:
+        from apo.evaluation.runner import Judge
+
+        if self._judge is None:
+            self._judge = Judge(timeout=self.config.rewards.timeout_seconds)
+        verdicts = self._judge(get_benchmark(name), items)
+        return torch.tensor([v["correct"] for v in verdicts], dtype=torch.bool)
+
+    def _evaluate_one(self, name: str, dataset: PromptDataset, eval_set) -> dict[str, float]:
         cfg = self.config
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         indices = list(range(rank, len(dataset), world))
@@ -775,23 +806,33 @@ class Trainer:
         )
         rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
         examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
-        names = [reward_name(c.name) for c in cfg.rewards.components]
+        benchmark = eval_set.benchmark
+        names = ["format"] if benchmark else [reward_name(c.name) for c in cfg.rewards.components]
         # Sums, so that processes with different numbers of questions add up exactly.
         sums = torch.zeros(6 + len(names), dtype=torch.float64)
         if rollouts:
-            scored = self.rewards.score(
-                [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
-            )
+            if benchmark:  # the benchmark's own rule
+                questions = [self.eval_questions[name][indices[r.prompt_index]] for r in rollouts]
+                answers = [extract_answer(r.text) for r in rollouts]
+                correct = self._judge_benchmark(
+                    benchmark, list(zip(questions, answers, strict=True))
+                )
+                formatted = [float(is_well_formatted(r.text)) for r in rollouts]
+                components = {"format": torch.tensor(formatted, dtype=torch.float64)}
+            else:
+                scored = self.rewards.score(
+                    [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
+                )
+                correct, components = scored.correct, scored.components
             length = torch.tensor([r.length for r in rollouts], dtype=torch.float64)
-            correct = scored.correct
             sums[0] = len(rollouts)
             sums[1] = correct.sum()
             sums[2] = length[correct].sum()
             sums[3] = length[~correct].sum()
             sums[4] = sum(r.truncated for r in rollouts)
             sums[5] = length.sum()
-            for j, name in enumerate(names):
-                sums[6 + j] = scored.components[name].sum()
+            for j, component in enumerate(names):
+                sums[6 + j] = components[component].sum()
         total = self.accelerator.reduce(sums.to(self.accelerator.device), "sum").tolist()
         n, right = max(total[0], 1), total[1]
         metrics = {
@@ -801,8 +842,8 @@ class Trainer:
             "length_incorrect_mean": total[3] / (n - right) if n > right else float("nan"),
             "truncated_frac": total[4] / n,
         }
-        for j, name in enumerate(names):
-            metrics[name] = total[6 + j] / n
+        for j, component in enumerate(names):
+            metrics[component] = total[6 + j] / n
         return metrics
 
     # ------------------------------------------------------------------ checkpoints
@@ -953,6 +994,8 @@ class Trainer:
 
     def close(self) -> None:
         self.rewards.close()
+        if self._judge is not None:
+            self._judge.close()
         self.tracker.close()
 
 
@@ -961,7 +1004,7 @@ def _check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
     run's checkpoints, before anything loads."""
     data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
     for data in data_configs:
-        for path in [data.path] if isinstance(data.path, str) else data.path:
+        for path in [data.path] if isinstance(data.path, str) else (data.path or []):
             if not Path(path).exists():
                 raise DataError(str(path), "no such file or folder", reason="missing_file")
     RewardRunner.check_references(config.rewards)

@@ -236,6 +236,33 @@ def test_periodic_evaluation(make_config):
         } <= record.keys()
 
 
+def test_periodic_evaluation_on_a_benchmark(make_config, tmp_path, monkeypatch):
+    """A benchmark's files as an evaluation set: its questions, judged by its rule."""
+    from tests.evaluation import fixtures
+
+    judged = []
+    original = Trainer._judge_benchmark
+
+    def recording(self, name, items):
+        verdicts = original(self, name, items)
+        judged.append((name, [q.answer for q, _ in items], verdicts.float().mean().item()))
+        return verdicts
+
+    monkeypatch.setattr(Trainer, "_judge_benchmark", recording)
+    datasets = {"star": {"benchmark": "mmstar", "data": {"path": str(fixtures.mmstar(tmp_path))}}}
+    config = make_config(eval={"every": 0, "at_start": True, "datasets": datasets})
+    exported = Trainer(config).train()
+    [start, end] = [r for r in read_metrics(exported.parent) if "eval/star/accuracy" in r]
+    assert judged[0][:2] == ("mmstar", ["A", "A"])  # two questions, greedy: one answer each
+    assert start["eval/star/accuracy"] == judged[0][2]
+    assert 0.0 <= start["eval/star/format"] <= 1.0 and end["step"] == 2
+
+
+def test_an_unknown_benchmark_is_a_config_error(make_config):
+    with pytest.raises(ValueError, match="unknown benchmark 'mmbench'"):
+        make_config(eval={"datasets": {"x": {"benchmark": "mmbench", "data": {"path": "."}}}})
+
+
 @pytest.mark.parametrize(
     ("update", "kind", "expected"),
     [

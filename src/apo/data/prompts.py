@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +58,27 @@ def user_text(example: Example, config: PromptConfig) -> str:
     return text
 
 
+_IMAGE_PLACEHOLDER = re.compile(r"<image ?\d+>")
+
+
+def user_content(text: str, images: int) -> list[dict[str, Any]]:
+    """The user turn's parts: each image where an ``<image N>`` placeholder stands
+    (MMMU style) when the text has one per image, otherwise all images first."""
+    marks = list(_IMAGE_PLACEHOLDER.finditer(text))
+    if not images or len(marks) != images:
+        return [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": text}]
+    content: list[dict[str, Any]] = []
+    start = 0
+    for mark in marks:
+        if text[start : mark.start()].strip():
+            content.append({"type": "text", "text": text[start : mark.start()]})
+        content.append({"type": "image"})
+        start = mark.end()
+    if text[start:].strip():
+        content.append({"type": "text", "text": text[start:]})
+    return content
+
+
 def chat_messages(
     example: Example, config: PromptConfig, is_multimodal: bool
 ) -> list[dict[str, Any]]:
@@ -67,8 +89,7 @@ def chat_messages(
         messages.append({"role": "system", "content": system})
     text = user_text(example, config)
     if is_multimodal:
-        content = [{"type": "image"} for _ in example.images] + [{"type": "text", "text": text}]
-        messages.append({"role": "user", "content": content})
+        messages.append({"role": "user", "content": user_content(text, len(example.images))})
     else:
         if example.images:
             raise ValueError(f"{example.location}: this model is text-only, but the row has images")

@@ -1,8 +1,10 @@
-"""Raw records from JSON, JSON lines, parquet and ``datasets`` folders, with locations."""
+"""Raw records from JSON, JSON lines, parquet, TSV and ``datasets`` folders, with locations."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from apo.data.errors import DataError
 JSON_SUFFIXES = {".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 PARQUET_SUFFIXES = {".parquet"}
+TSV_SUFFIXES = {".tsv"}
 
 
 @dataclass
@@ -45,10 +48,13 @@ def read_records(path: str | Path, split: str = "train") -> Iterator[Record]:
         yield from _read_json(path)
     elif suffix in PARQUET_SUFFIXES:
         yield from _read_parquet(path)
+    elif suffix in TSV_SUFFIXES:
+        yield from _read_tsv(path)
     else:
         raise DataError(
             str(path),
-            f"unsupported file type {suffix!r}; use .json, .jsonl, .parquet or a datasets folder",
+            f"unsupported file type {suffix!r}; use .json, .jsonl, .parquet, .tsv or a "
+            "datasets folder",
             reason="unsupported_file",
         )
 
@@ -92,6 +98,11 @@ def _read_json(path: Path) -> Iterator[Record]:
         ) from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]  # a common wrapper: {"data": [...]}
+    elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        # rows keyed by id (MathVista's testmini.json): the key is the row's id
+        for key, item in value.items():
+            yield Record(f"{path}[{key!r}]", {"id": key} | item, path.parent)
+        return
     if not isinstance(value, list):
         raise DataError(
             str(path), "a JSON data file must hold a list of objects", reason="not_list"
@@ -115,6 +126,16 @@ def _read_parquet(path: Path) -> Iterator[Record]:
         for item in batch.to_pylist():
             yield Record(f"{path}[{row}]", item, path.parent)
             row += 1
+
+
+def _read_tsv(path: Path) -> Iterator[Record]:
+    """A tab-separated table with a header row (VLMEvalKit's benchmark files, whose
+    base64 image cells exceed csv's default field limit)."""
+    csv.field_size_limit(sys.maxsize)
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row, item in enumerate(csv.DictReader(handle, delimiter="\t")):
+            fields = {key: value for key, value in item.items() if key is not None}
+            yield Record(f"{path}:{row + 2}", fields, path.parent)
 
 
 def _read_saved_dataset(path: Path, split: str) -> Iterator[Record]:

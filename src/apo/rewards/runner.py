@@ -139,7 +139,7 @@ def _preload(references: list[str]) -> None:
         _WORKER_CACHE[reference] = resolve_reward(reference)
 
 
-def _context():
+def worker_context():
     methods = multiprocessing.get_all_start_methods()
     # Not fork: the trainer process holds threads (torch, tokenizers) and maybe CUDA.
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -174,7 +174,7 @@ class RewardRunner:
 
             self._pool = ProcessPool(
                 max_workers=self.config.num_workers,
-                context=_context(),
+                context=worker_context(),
                 initializer=_preload,
                 initargs=(self.references,),
             )

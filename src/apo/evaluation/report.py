@@ -1,0 +1,144 @@
+"""Summaries of per-question results, markdown tables, and side-by-side comparison.
+
+A results row is one sampled response: ``id``, ``sample``, ``correct``,
+``length``, ``truncated``, ``formatted``, ``categories`` (see
+:mod:`apo.evaluation.runner`). With K samples per question:
+
+- ``accuracy`` is mean@K: the mean over questions of the fraction of correct
+  samples (with K = 1, plain accuracy; it estimates pass@1);
+- ``pass@K`` is the fraction of questions with at least one correct sample
+  (the unbiased estimator 1 - C(n-c, k) / C(n, k) with k = n).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def pass_at_k(samples: int, correct: int, k: int) -> float:
+    """Unbiased pass@k from ``correct`` right answers among ``samples`` (Chen et al.)."""
+    if not 1 <= k <= samples:
+        raise ValueError(f"pass@{k} needs 1 <= k <= samples ({samples})")
+    if samples - correct < k:
+        return 1.0
+    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (mean@K), pass@K, per-category accuracy, lengths, truncation and
+    format rates of one benchmark's results."""
+    by_question: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_question[row["id"]].append(row)
+    if not by_question:
+        raise ValueError("no results to summarize")
+    k = min(len(samples) for samples in by_question.values())
+    scores, passes = {}, []
+    for qid, samples in by_question.items():
+        right = sum(bool(s["correct"]) for s in samples)
+        scores[qid] = right / len(samples)
+        passes.append(pass_at_k(len(samples), right, k))
+    every = [s for samples in by_question.values() for s in samples]
+    categories: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for qid, samples in by_question.items():
+        for name, values in samples[0].get("categories", {}).items():
+            for value in values:
+                categories[name][value].append(scores[qid])
+    return {
+        "questions": len(by_question),
+        "samples_per_question": k,
+        "accuracy": statistics.fmean(scores.values()),
+        f"pass@{k}": statistics.fmean(passes),
+        "format_rate": statistics.fmean(bool(s["formatted"]) for s in every),
+        "truncated_rate": statistics.fmean(bool(s["truncated"]) for s in every),
+        "length_mean": statistics.fmean(s["length"] for s in every),
+        "length_correct_mean": _mean([s["length"] for s in every if s["correct"]]),
+        "length_incorrect_mean": _mean([s["length"] for s in every if not s["correct"]]),
+        "unreadable_ground_truth": sum(bool(s.get("ground_truth_error")) for s in every),
+        "categories": {
+            name: {
+                value: {"accuracy": statistics.fmean(accs), "questions": len(accs)}
+                for value, accs in sorted(values.items())
+            }
+            for name, values in categories.items()
+        },
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _tokens(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def markdown_summary(summary: dict[str, Any]) -> str:
+    """The summary of a whole evaluation (every benchmark) as markdown tables."""
+    lines = [f"# Evaluation of `{summary['model']}`", ""]
+    lines += [
+        "| benchmark | questions | accuracy (mean@k) | pass@k | format | truncated | "
+        "length correct | length incorrect |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in summary["benchmarks"].items():
+        k = result["samples_per_question"]
+        lines.append(
+            f"| {name} | {result['questions']} | {_percent(result['accuracy'])} (k={k}) | "
+            f"{_percent(result[f'pass@{k}'])} | {_percent(result['format_rate'])} | "
+            f"{_percent(result['truncated_rate'])} | {_tokens(result['length_correct_mean'])} | "
+            f"{_tokens(result['length_incorrect_mean'])} |"
+        )
+    for name, result in summary["benchmarks"].items():
+        for field, values in result["categories"].items():
+            lines += ["", f"## {name}: accuracy by {field}", "", "| value | questions | accuracy |"]
+            lines.append("|---|---|---|")
+            for value, entry in values.items():
+                lines.append(f"| {value} | {entry['questions']} | {_percent(entry['accuracy'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """A ``summary.json``, given it or the evaluation folder that holds it."""
+    path = Path(path)
+    file = path / "summary.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"{path}: no summary.json (run apo eval first)")
+    return json.loads(file.read_text())
+
+
+def compare_table(summaries: list[dict[str, Any]], labels: list[str]) -> str:
+    """Accuracy per benchmark, one column per run, and each run's difference from
+    the first (as in the paper's tables), with the average over shared benchmarks."""
+    names: list[str] = []
+    for summary in summaries:
+        names += [n for n in summary["benchmarks"] if n not in names]
+    header = ["benchmark", *labels] + [f"Δ {label}" for label in labels[1:]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    shared = [n for n in names if all(n in s["benchmarks"] for s in summaries)]
+    rows = [(n, [s["benchmarks"].get(n, {}).get("accuracy") for s in summaries]) for n in names]
+    if len(shared) > 1:
+        averages = [
+            statistics.fmean(s["benchmarks"][n]["accuracy"] for n in shared) for s in summaries
+        ]
+        rows.append(("average", averages))
+    for name, values in rows:
+        cells = [_percent(v) for v in values]
+        base = values[0]
+        for value in values[1:]:
+            if base is None or value is None:
+                cells.append("-")
+            else:
+                cells.append(f"{100 * (value - base):+.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

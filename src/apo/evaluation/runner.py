@@ -1,0 +1,325 @@
+"""``apo eval``: generate answers to benchmark questions, judge them, write results.
+
+For each benchmark the output folder gets ``<name>.jsonl``, one line per sampled
+response (question id, sample index, prompt, response, extracted answer,
+verdict, length, truncation, format), appended batch by batch, so a rerun with
+the same settings skips the questions already answered. ``summary.json`` and
+``summary.md`` hold the figures of :func:`apo.evaluation.report.summarize`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apo.data.prompts import PromptConfig, prompt_input, render_prompt
+from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
+from apo.evaluation.report import markdown_summary, summarize
+from apo.rewards.answer import extract_answer
+from apo.rewards.format import is_well_formatted
+from apo.rewards.runner import worker_context
+
+logger = logging.getLogger(__name__)
+
+
+class EvalSettings(BaseModel):
+    """How answers are generated; results made under other settings are not mixed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples_per_question: int = Field(1, ge=1, description="K responses per question.")
+    temperature: float | None = Field(
+        None, ge=0, description="None: greedy (0) for one sample, 1.0 for several."
+    )
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(2048, ge=1)
+    batch_size: int = Field(8, ge=1, description="Questions per generation call.")
+    seed: int = 0
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+
+    @property
+    def resolved_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.samples_per_question == 1 else 1.0
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """``name[:split]=PATH`` from the command line."""
+
+    benchmark: Benchmark
+    split: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        default = self.benchmark.splits[0]
+        return (
+            self.benchmark.name if self.split == default else f"{self.benchmark.name}-{self.split}"
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> BenchmarkRequest:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--benchmark {spec!r}: expected NAME=PATH or NAME:SPLIT=PATH")
+        name, _, split = name.partition(":")
+        benchmark = get_benchmark(name.strip().lower())
+        split = split or benchmark.splits[0]
+        if split not in benchmark.splits:
+            raise ValueError(
+                f"--benchmark {spec!r}: {benchmark.name} has no split {split!r}; "
+                f"choose from {', '.join(benchmark.splits)}"
+            )
+        return cls(benchmark, split, path)
+
+
+# ------------------------------------------------------------------ judging
+
+
+def _judge(name: str, question: Question, prediction: str) -> tuple[bool, bool]:
+    """(correct, ground truth unreadable), in a worker process."""
+    from apo.rewards.accuracy import GroundTruthError
+
+    try:
+        return get_benchmark(name).judge(question, prediction), False
+    except GroundTruthError:
+        return False, True
+
+
+class Judge:
+    """Judges answers in worker processes with a hard timeout: math_verify can hang on
+    adversarial text, and a hung evaluation would lose the night."""
+
+    def __init__(self, timeout: float = 10.0, workers: int = 1) -> None:
+        from pebble import ProcessPool
+
+        self.timeout = timeout
+        self.pool = ProcessPool(max_workers=workers, context=worker_context())
+
+    def __call__(
+        self, benchmark: Benchmark, items: Sequence[tuple[Question, str]]
+    ) -> list[dict[str, bool]]:
+        futures = [
+            self.pool.schedule(
+                _judge,
+                args=(benchmark.name, dataclasses.replace(q, images=[]), prediction),
+                timeout=self.timeout,
+            )
+            for q, prediction in items
+        ]
+        verdicts = []
+        for future in futures:
+            try:
+                correct, unreadable = future.result()
+                verdicts.append({"correct": correct, "ground_truth_error": unreadable})
+            except FutureTimeout:
+                verdicts.append({"correct": False, "judge_timeout": True})
+        return verdicts
+
+    def close(self) -> None:
+        self.pool.stop()
+        self.pool.join()
+
+
+# ------------------------------------------------------------------ results files
+
+
+def read_results(path: Path, samples: int) -> dict[str, list[dict[str, Any]]]:
+    """Complete questions (all ``samples`` responses) already in a results file; the
+    file is rewritten without partial questions or a line cut short by a kill."""
+    if not path.exists():
+        return {}
+    by_question: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # cut short by a kill
+        by_question.setdefault(row["id"], []).append((row, line))
+    complete = {qid: rows for qid, rows in by_question.items() if len(rows) == samples}
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text("".join(line + "\n" for rows in complete.values() for _, line in rows))
+    os.replace(partial, path)
+    return {qid: [row for row, _ in rows] for qid, rows in complete.items()}
+
+
+def _check_settings(output: Path, record: dict[str, Any]) -> None:
+    """Refuse to add results made under other settings to an existing folder."""
+    path = output / "settings.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = sorted(
+            k for k in record.keys() | previous.keys() if record.get(k) != previous.get(k)
+        )
+        if changed:
+            raise ValueError(
+                f"{output} holds results made with other settings ({', '.join(changed)}): "
+                "use another --output, or delete that folder to start again"
+            )
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------ the evaluation
+
+
+def default_output(model: str) -> Path:
+    return Path("runs") / "eval" / re.sub(r"[^A-Za-z0-9_.-]+", "_", model.strip("/"))
+
+
+def evaluate(
+    model: str,
+    requests: Sequence[BenchmarkRequest],
+    settings: EvalSettings,
+    output: str | Path,
+    *,
+    limit: int | None = None,
+    dtype: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on every requested benchmark; returns the summary.
+
+    Every benchmark's files are read and checked before the model is loaded.
+    """
+    import torch
+
+    from apo.models import ModelConfig, load_model
+    from apo.rollout import SamplingConfig, TransformersEngine
+
+    output = Path(output)
+    keys = [r.key for r in requests]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a benchmark is given twice: {', '.join(keys)}")
+    questions = {r.key: r.benchmark.questions(r.path, r.split, limit) for r in requests}
+    _check_settings(output, {"model": model, **settings.model_dump(mode="json")})
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
+    engine = TransformersEngine(
+        loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
+    )
+    sampling = SamplingConfig(
+        group_size=settings.samples_per_question,
+        temperature=settings.resolved_temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        max_batch_size=settings.batch_size,
+    )
+    judge = Judge()
+    summary: dict[str, Any] = {"model": model, "settings": settings.model_dump(mode="json")}
+    # Benchmarks evaluated earlier into this folder (same settings, checked) stay.
+    previous = output / "summary.json"
+    summary["benchmarks"] = (
+        json.loads(previous.read_text())["benchmarks"] if previous.exists() else {}
+    )
+    try:
+        for request in requests:
+            rows = _run_benchmark(
+                request,
+                questions[request.key],
+                engine,
+                loaded,
+                sampling,
+                settings,
+                judge,
+                output,
+                progress,
+            )
+            result = summarize(rows)
+            result["split"] = request.split
+            result["protocol"] = request.benchmark.protocol
+            summary["benchmarks"][request.key] = result
+    finally:
+        judge.close()
+    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output / "summary.md").write_text(markdown_summary(summary))
+    return summary
+
+
+@contextlib.contextmanager
+def progress_bar(name: str, total: int, completed: int, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar of questions answered; yields ``advance(n)``."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (f"{name}", BarColumn(), MofNCompleteColumn(), "eta", TimeRemainingColumn())
+    with Progress(*columns) as bar:
+        task = bar.add_task(name, total=total, completed=completed)
+        yield lambda n: bar.update(task, advance=n)
+
+
+def _run_benchmark(
+    request: BenchmarkRequest,
+    questions: list[Question],
+    engine: Any,
+    loaded: Any,
+    sampling: Any,
+    settings: EvalSettings,
+    judge: Judge,
+    output: Path,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    import torch
+
+    path = output / f"{request.key}.jsonl"
+    done = read_results(path, settings.samples_per_question)
+    pending = [q for q in questions if q.id not in done]
+    torch.manual_seed(settings.seed)
+    with progress_bar(
+        request.key, len(questions), len(questions) - len(pending), progress
+    ) as advance:
+        for start in range(0, len(pending), settings.batch_size):
+            chunk = pending[start : start + settings.batch_size]
+            texts = [
+                render_prompt(q.example(), loaded.processor, settings.prompt, loaded.is_multimodal)
+                for q in chunk
+            ]
+            inputs = [prompt_input(q.example(), t) for q, t in zip(chunk, texts, strict=True)]
+            rollouts = engine.generate(inputs, sampling)
+            extracted = [extract_answer(r.text) for r in rollouts]
+            verdicts = judge(
+                request.benchmark,
+                [(chunk[r.prompt_index], e) for r, e in zip(rollouts, extracted, strict=True)],
+            )
+            rows = []
+            for index, (rollout, answer, verdict) in enumerate(
+                zip(rollouts, extracted, verdicts, strict=True)
+            ):
+                question = chunk[rollout.prompt_index]
+                rows.append(
+                    {
+                        "id": question.id,
+                        "sample": index % settings.samples_per_question,
+                        "prompt": texts[rollout.prompt_index],
+                        "response": rollout.text,
+                        "extracted": answer,
+                        "answer": question.answer,
+                        **verdict,
+                        "length": rollout.length,
+                        "truncated": rollout.truncated,
+                        "formatted": is_well_formatted(rollout.text),
+                        "categories": question.categories,
+                    }
+                )
+            with path.open("a") as handle:
+                handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            for row in rows:
+                done.setdefault(row["id"], []).append(row)
+            advance(len(chunk))
+    return [row for q in questions for row in done[q.id]]
