@@ -69,6 +69,20 @@ def test_end_of_sequence_finishes_a_response(engine, tiny):
     assert not any(r.truncated for r in rollouts)
 
 
+def test_ignore_eos_gives_every_response_the_full_length(engine, tiny):
+    eos = tiny.tokenizer.eos_token_id
+
+    def favour_eos(module, args, logits):
+        logits[..., eos] += 1e4
+        return logits
+
+    tiny.model.get_output_embeddings().register_forward_hook(favour_eos)
+    sampling = SamplingConfig(group_size=2, max_new_tokens=7, ignore_eos=True)
+    rollouts = engine.generate(_prompts(tiny.processor), sampling)
+    assert {(r.length, r.finish_reason) for r in rollouts} == {(7, "length")}
+    assert not any(eos in r.response_ids for r in rollouts)
+
+
 def test_sampling_log_probs_match_the_training_forward(engine, tiny):
     """The engine's log-probs are those of the sampling distribution: the model's
     distribution over the same layout, without the suppressed placeholder tokens."""

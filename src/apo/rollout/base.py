@@ -34,6 +34,13 @@ class SamplingConfig(BaseModel):
     max_batch_size: int = Field(
         64, ge=1, description="Prompts per generation call (responses: this times G)."
     )
+    ignore_eos: bool = Field(
+        False,
+        description=(
+            "Never stop at the end token: every response is max_new_tokens long "
+            "(fixed-length benchmarks)."
+        ),
+    )
     return_logprobs: bool = Field(
         False,
         description=(

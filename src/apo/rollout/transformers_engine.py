@@ -146,6 +146,8 @@ class TransformersEngine:
             "return_dict_in_generate": True,
             "output_scores": sampling.return_logprobs,
         }
+        if sampling.ignore_eos:
+            kwargs["min_new_tokens"] = sampling.max_new_tokens  # the end token is masked
         suppressed = placeholder_token_ids(model)
         if suppressed:
             kwargs["suppress_tokens"] = suppressed

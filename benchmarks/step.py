@@ -1,0 +1,356 @@
+"""Seconds per RL step, apo vs TRL's GRPOTrainer, on identical settings.
+
+    python benchmarks/step.py                           # CPU, the built-in tiny model
+    python benchmarks/step.py --natural-lengths         # responses end at the end token
+    python benchmarks/step.py --model PATH --prompts 16 --group 8 --max-new-tokens 512 \\
+        --image-size 448 --micro-batch 16               # the GPU setting (docs/PERFORMANCE.md)
+
+Both frameworks get the same model, the same prompts and images (the synthetic
+counting task), group size G, max new tokens, one optimizer update per rollout
+(all P x G responses), KL to a frozen reference (beta > 0), the same two rewards
+(accuracy + format), sampling at temperature 1, bf16 on a GPU. By default every
+response is exactly ``--max-new-tokens`` long (end token ignored), so both do
+the same work. Each framework runs in its own child process, one after the
+other; the first ``--warmup`` steps are not timed.
+
+Printed per framework: seconds per step, generated tokens per second, training
+tokens (prompt + response) per second, peak memory (GPU allocator peak, or the
+process's peak resident memory on CPU), and apo / TRL ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
+    """The synthetic counting task in apo's plain format, images resized."""
+    from PIL import Image
+
+    from apo.data.synthetic import make_split, write_split
+
+    rows = make_split("train", size, seed)
+    for row in rows:
+        row["image"] = row["image"].resize((image_size, image_size), Image.NEAREST)
+    return write_split(rows, directory, "train")
+
+
+# ------------------------------------------------------------------ apo
+
+
+def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from apo.config import TrainConfig
+    from apo.tracking import read_metrics
+    from apo.trainer import Trainer
+
+    cuda = torch.cuda.is_available()
+    steps = spec["warmup"] + spec["steps"]
+    config = TrainConfig.model_validate(
+        {
+            "model": {
+                "name_or_path": spec["model"],
+                "dtype": "bfloat16" if cuda else "float32",
+                "attn_implementation": "sdpa",
+                "gradient_checkpointing": spec["gradient_checkpointing"],
+            },
+            "data": {"path": spec["data"], "max_prompt_length": None},
+            "rollout": {
+                "group_size": spec["group"],
+                "max_new_tokens": spec["max_new_tokens"],
+                "temperature": 1.0,
+                "ignore_eos": not spec["natural_lengths"],
+            },
+            "algorithm": {"name": "apo", "beta": spec["beta"]},
+            "optim": {"lr": 1e-6, "warmup_ratio": 0.0},
+            "batch": {
+                "prompts_per_step": spec["prompts"],
+                "prompts_per_update": spec["prompts"],
+                "micro_batch_size": spec["micro_batch"],
+                "logprob_batch_size": spec["micro_batch"],
+            },
+            "training": {"max_steps": steps, "seed": spec["seed"]},
+            "logging": {"output_dir": spec["output"], "samples_per_step": 0, "log_every": 10**6},
+            "checkpoint": {"every": 0, "export_final_model": False},
+            "rewards": {"num_workers": 2},
+        }
+    )
+    Trainer(config).train()
+    records = read_metrics(spec["output"])[spec["warmup"] :]
+    return {
+        "step_seconds": [r["time/step"] for r in records],
+        "generation_seconds": [r["time/generation"] for r in records],
+        "generated_tokens": [r["length/mean"] * spec["prompts"] * spec["group"] for r in records],
+        "gpu_peak_mib": max((r.get("memory/gpu_peak_mib", 0.0) for r in records), default=0.0),
+    }
+
+
+# ------------------------------------------------------------------ TRL
+
+
+def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from PIL import Image
+    from transformers import AutoProcessor, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from apo.data.formats import Example
+    from apo.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig, user_text
+    from apo.models import tiny_model_path
+    from apo.rewards.accuracy import accuracy_reward
+    from apo.rewards.format import format_reward
+
+    cuda = torch.cuda.is_available()
+    model = str(tiny_model_path()) if spec["model"] == "tiny" else spec["model"]
+    folder = Path(spec["data"]).parent
+    rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines()]
+
+    def prompt(row):
+        example = Example(id=row["id"], question=row["question"], answer=row["answer"])
+        example.choices = row.get("choices")
+        text = user_text(example, PromptConfig())
+        return [
+            {"role": "system", "content": [{"type": "text", "text": DEFAULT_SYSTEM_PROMPT}]},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]},
+        ]
+
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": prompt(row),
+                "image": Image.open(folder / row["image"]).convert("RGB"),
+                "answer": row["answer"],
+                "choices": row.get("choices") or [],
+            }
+            for row in rows
+        ]
+    )
+
+    def text_of(completion) -> str:
+        return completion if isinstance(completion, str) else completion[0]["content"]
+
+    def accuracy(completions, answer, choices, **kwargs):
+        return [
+            accuracy_reward(text_of(c), a, ch or None)
+            for c, a, ch in zip(completions, answer, choices, strict=True)
+        ]
+
+    def formatted(completions, **kwargs):
+        return [0.5 * format_reward(text_of(c)) for c in completions]
+
+    responses = spec["prompts"] * spec["group"]
+    generation_kwargs = (
+        {} if spec["natural_lengths"] else {"min_new_tokens": spec["max_new_tokens"]}
+    )
+    args = GRPOConfig(
+        output_dir=spec["output"],
+        per_device_train_batch_size=spec["micro_batch"],
+        gradient_accumulation_steps=responses // spec["micro_batch"],
+        num_generations=spec["group"],
+        max_completion_length=spec["max_new_tokens"],
+        temperature=1.0,
+        beta=spec["beta"],
+        learning_rate=1e-6,
+        max_steps=spec["warmup"] + spec["steps"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=cuda,
+        use_cpu=not cuda,
+        seed=spec["seed"],
+        gradient_checkpointing=spec["gradient_checkpointing"],
+        generation_kwargs=generation_kwargs,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.seconds: list[float] = []
+            self.peaks: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+                self.peaks.append(torch.cuda.max_memory_allocated() / 2**20)
+            self.seconds.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    model_kwargs = {
+        "dtype": torch.bfloat16 if cuda else torch.float32,
+        "attn_implementation": "sdpa",
+    }
+    args.model_init_kwargs = model_kwargs
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[accuracy, formatted],
+        args=args,
+        train_dataset=dataset,
+        processing_class=AutoProcessor.from_pretrained(model, padding_side="left"),
+        callbacks=[timer],
+    )
+    trainer.train()
+    lengths = [
+        e["completions/mean_length"]
+        for e in trainer.state.log_history
+        if "completions/mean_length" in e
+    ]
+    warm = spec["warmup"]
+    return {
+        "step_seconds": timer.seconds[warm:],
+        "generated_tokens": [length * responses for length in lengths[warm:]],
+        "gpu_peak_mib": max(timer.peaks[warm:], default=0.0),
+    }
+
+
+# ------------------------------------------------------------------ the comparison
+
+
+def child(framework: str, spec: dict[str, Any]) -> dict[str, Any]:
+    result = (run_apo if framework == "apo" else run_trl)(spec)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def prompt_tokens(spec: dict[str, Any]) -> float:
+    """Mean prompt length in tokens (images included), the same for both frameworks."""
+    from apo.data import DataConfig, PromptDataset
+    from apo.data.dataset import prompt_token_count
+    from apo.models import ModelConfig, load_model
+
+    loaded = load_model(ModelConfig(name_or_path=spec["model"]))
+    dataset = PromptDataset.load(DataConfig(path=spec["data"]), loaded.processor, True)
+    counts = [
+        prompt_token_count(loaded.processor, text, [ref.open() for ref in example.images], True)
+        for example, text in zip(dataset.examples[:32], dataset.prompts[:32], strict=True)
+    ]
+    return statistics.fmean(counts)
+
+
+def summarize(
+    result: dict[str, Any], spec: dict[str, Any], prompt_length: float
+) -> dict[str, float]:
+    seconds = statistics.fmean(result["step_seconds"])
+    generated = statistics.fmean(result["generated_tokens"])
+    responses = spec["prompts"] * spec["group"]
+    return {
+        "seconds_per_step": seconds,
+        "seconds_spread": statistics.pstdev(result["step_seconds"]),
+        "generated_tokens_per_s": generated / seconds,
+        "training_tokens_per_s": (generated + responses * prompt_length) / seconds,
+        "peak_memory_mib": result["gpu_peak_mib"] or result["peak_rss_mib"],
+        "memory_kind": "gpu" if result["gpu_peak_mib"] else "rss",
+    }
+
+
+def table(figures: dict[str, dict[str, float]]) -> str:
+    rows = [
+        ("seconds per step", "seconds_per_step", "{:.3f}"),
+        ("generated tokens / s", "generated_tokens_per_s", "{:.0f}"),
+        ("training tokens / s", "training_tokens_per_s", "{:.0f}"),
+        ("peak memory (MiB)", "peak_memory_mib", "{:.0f}"),
+    ]
+    names = list(figures)
+    header = "| | " + " | ".join(names) + (" | apo / trl |" if len(names) == 2 else " |")
+    lines = [header, "|" + "---|" * (len(names) + 1 + (len(names) == 2))]
+    for label, key, fmt in rows:
+        cells = [fmt.format(figures[n][key]) for n in names]
+        if len(names) == 2:
+            cells.append(f"{figures['apo'][key] / figures['trl'][key]:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--prompts", type=int, default=4, help="prompts per step (P)")
+    parser.add_argument("--group", type=int, default=4, help="responses per prompt (G)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--micro-batch", type=int, default=8, help="sequences per forward")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--beta", type=float, default=0.04)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--natural-lengths", action="store_true")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--frameworks", nargs="+", default=["apo", "trl"], choices=["apo", "trl"])
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--child", choices=["apo", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        spec = json.loads(args.spec.read_text())
+        result = child(args.child, spec)
+        Path(spec["result"]).write_text(json.dumps(result))
+        return 0
+
+    if (args.prompts * args.group) % args.micro_batch:
+        parser.error("--micro-batch must divide --prompts x --group")
+    with tempfile.TemporaryDirectory(prefix="apo-bench-") as folder:
+        folder = Path(folder)
+        data = write_data(
+            folder / "data", args.prompts * (args.warmup + args.steps), args.image_size, args.seed
+        )
+        spec = {
+            key: getattr(args, key)
+            for key in (
+                "model", "prompts", "group", "max_new_tokens", "micro_batch", "beta",
+                "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
+            )
+        }  # fmt: skip
+        spec["data"] = str(data)
+        prompt_length = prompt_tokens(spec)
+        figures = {}
+        for framework in args.frameworks:
+            run = spec | {
+                "output": str(folder / framework),
+                "result": str(folder / f"{framework}.json"),
+            }
+            path = folder / f"{framework}-spec.json"
+            path.write_text(json.dumps(run))
+            subprocess.run(
+                [sys.executable, __file__, "--child", framework, "--spec", str(path)],
+                check=True,
+                cwd=ROOT,
+                env=os.environ | {"TOKENIZERS_PARALLELISM": "false"},
+            )
+            result = json.loads(Path(run["result"]).read_text())
+            figures[framework] = summarize(result, spec, prompt_length)
+    settings = (
+        f"model {args.model}, P={args.prompts} prompts x G={args.group}, "
+        f"{args.max_new_tokens} new tokens ({'natural' if args.natural_lengths else 'fixed'} "
+        f"lengths), micro-batch {args.micro_batch}, {args.image_size}px images, beta {args.beta}, "
+        f"{args.steps} timed steps after {args.warmup}"
+    )
+    print(settings)
+    print(table(figures))
+    if args.json:
+        args.json.write_text(json.dumps({"settings": spec, "figures": figures}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
