@@ -80,7 +80,7 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
                 "prompts_per_step": spec["prompts"],
                 "prompts_per_update": spec["prompts"],
                 "micro_batch_size": spec["micro_batch"],
-                "logprob_batch_size": spec["micro_batch"],
+                "logprob_batch_size": spec["logprob_batch"] or spec["micro_batch"],
             },
             "training": {"max_steps": steps, "seed": spec["seed"]},
             "logging": {"output_dir": spec["output"], "samples_per_step": 0, "log_every": 10**6},
@@ -90,9 +90,10 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
     )
     Trainer(config).train()
     records = read_metrics(spec["output"])[spec["warmup"] :]
+    phases = ("generation", "reward", "reference", "update")
     return {
         "step_seconds": [r["time/step"] for r in records],
-        "generation_seconds": [r["time/generation"] for r in records],
+        "phases": {p: statistics.fmean(r[f"time/{p}"] for r in records) for p in phases},
         "generated_tokens": [r["length/mean"] * spec["prompts"] * spec["group"] for r in records],
         "gpu_peak_mib": max((r.get("memory/gpu_peak_mib", 0.0) for r in records), default=0.0),
     }
@@ -260,6 +261,7 @@ def summarize(
         "training_tokens_per_s": (generated + responses * prompt_length) / seconds,
         "peak_memory_mib": result["gpu_peak_mib"] or result["peak_rss_mib"],
         "memory_kind": "gpu" if result["gpu_peak_mib"] else "rss",
+        "phases": result.get("phases", {}),
     }
 
 
@@ -288,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=4, help="responses per prompt (G)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--micro-batch", type=int, default=8, help="sequences per forward")
+    parser.add_argument(
+        "--logprob-batch", type=int, default=0, help="apo's no-grad pass batch (0: micro-batch)"
+    )
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--beta", type=float, default=0.04)
     parser.add_argument("--steps", type=int, default=4, help="timed steps")
@@ -317,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = {
             key: getattr(args, key)
             for key in (
-                "model", "prompts", "group", "max_new_tokens", "micro_batch", "beta",
-                "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
+                "model", "prompts", "group", "max_new_tokens", "micro_batch", "logprob_batch",
+                "beta", "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
             )
         }  # fmt: skip
         spec["data"] = str(data)
@@ -347,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(settings)
     print(table(figures))
+    if "apo" in figures:
+        phases = figures["apo"]["phases"]
+        print("apo per phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
     if args.json:
         args.json.write_text(json.dumps({"settings": spec, "figures": figures}, indent=2) + "\n")
     return 0

@@ -186,8 +186,13 @@ class BatchConfig(Section):
     micro_batch_size: int = Field(
         4, ge=1, description="Sequences per forward/backward on one process (grad accumulation)."
     )
-    logprob_batch_size: int = Field(
-        8, ge=1, description="Sequences per no-grad forward (reference and old log-probs)."
+    logprob_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Sequences per no-grad forward (reference and old log-probs), cut across "
+            "micro-batches; None: micro_batch_size (the micro-batches' encodings are reused)."
+        ),
     )
     logprob_chunk_size: int = Field(
         1024, ge=1, description="Response tokens per output-head chunk in log-prob passes."

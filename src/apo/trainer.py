@@ -218,7 +218,9 @@ class Trainer:
         # --- optimisation
         self.total_steps = config.total_steps(len(self.dataset))
         self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
-        self.micro_batch_size = config.batch.micro_batch_size  # halved after running out of memory
+        # Both halved after running out of memory:
+        self.micro_batch_size = config.batch.micro_batch_size
+        self.logprob_batch_size = config.batch.logprob_batch_size or config.batch.micro_batch_size
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
         warmup = int(config.optim.warmup_ratio * total_updates)
         parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -473,7 +475,7 @@ class Trainer:
             )
         return parts
 
-    def _after_out_of_memory(self, updates: list[list[MicroBatch]], index: int, where: str) -> None:
+    def _after_out_of_memory(self, updates: list[list[MicroBatch]], index: int) -> None:
         """Halve the micro-batch size (for the rest of the run too) and re-cut every
         update of this step to it; or stop the run when that cannot help."""
         largest = max(len(m) for m in updates[index])
@@ -484,7 +486,7 @@ class Trainer:
                 else "no automatic retry with several processes"
             )
             raise OutOfMemory(
-                f"out of memory in the {where} at step {self.step_index + 1} ({reason}). Lower "
+                f"out of memory in the update at step {self.step_index + 1} ({reason}). Lower "
                 f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
                 f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
                 "on model.gradient_checkpointing / lora.enabled"
@@ -492,9 +494,8 @@ class Trainer:
         self.micro_batch_size = max(1, (largest + 1) // 2)
         if self.is_main:
             logger.warning(
-                "out of memory in the %s at step %d: retrying with micro-batches of %d; set "
+                "out of memory in the update at step %d: retrying with micro-batches of %d; set "
                 "batch.micro_batch_size=%d to avoid the retry",
-                where,
                 self.step_index + 1,
                 self.micro_batch_size,
                 self.micro_batch_size,
@@ -515,33 +516,75 @@ class Trainer:
         With one update per rollout (a single pass over a single mini-batch) the
         policy that sampled the responses is the one being updated, so the old
         log-probs equal the current ones: that extra forward pass is skipped.
+        These no-grad passes run over ``batch.logprob_batch_size`` sequences at a
+        time, cut across the update's micro-batches.
         """
         on_policy = self.updates_per_step == 1 and self.config.algorithm.ppo_epochs == 1
         if on_policy and not reference:
             return
-        temperature = self.config.rollout.temperature or 1.0
-        for index, micro_batches in enumerate(updates):
+        for micro_batches in updates:
+            for micro in micro_batches:
+                width = micro.batch.response_ids.shape[1]
+                zeros = torch.zeros(len(micro), width, device=self.accelerator.device)
+                micro.ref_logp = zeros.clone() if reference else None
+                micro.old_logp = None if on_policy else zeros.clone()
             while True:
                 try:
-                    for micro in micro_batches:
-                        if reference:
-                            micro.ref_logp = self.reference.log_probs(
-                                micro.batch, temperature=temperature
-                            )
-                        if not on_policy:
-                            micro.old_logp = sequence_log_probs(
-                                self.policy,
-                                micro.batch,
-                                temperature=temperature,
-                                chunk_size=self.config.batch.logprob_chunk_size,
-                            ).logp
+                    self._log_prob_pass(micro_batches, reference, not on_policy)
                     break
                 except Exception as error:
                     if not is_out_of_memory(error):
                         raise
                 release_memory()  # here, once the traceback holding the tensors is gone
-                self._after_out_of_memory(updates, index, "log-prob pass")
-                micro_batches = updates[index]
+                rows = sum(len(m) for m in micro_batches)
+                if min(self.logprob_batch_size, rows) == 1 or self.accelerator.num_processes > 1:
+                    raise OutOfMemory(
+                        f"out of memory in the log-prob pass at step {self.step_index + 1}. "
+                        f"Lower batch.logprob_batch_size (now {self.logprob_batch_size}) or "
+                        f"batch.logprob_chunk_size, or rollout.max_new_tokens"
+                    ) from None
+                self.logprob_batch_size = min(self.logprob_batch_size, rows) // 2
+                if self.is_main:
+                    logger.warning(
+                        "out of memory in the log-prob pass at step %d: retrying with batches of "
+                        "%d; set batch.logprob_batch_size=%d to avoid the retry",
+                        self.step_index + 1,
+                        self.logprob_batch_size,
+                        self.logprob_batch_size,
+                    )
+
+    def _log_prob_pass(self, micro_batches: list[MicroBatch], reference: bool, old: bool) -> None:
+        """Fill ``ref_logp`` / ``old_logp`` of one update's micro-batches, row by row,
+        from forward passes over ``logprob_batch_size`` rows at a time."""
+        temperature = self.config.rollout.temperature or 1.0
+        rows = [(micro, row) for micro in micro_batches for row in range(len(micro))]
+        for start in range(0, len(rows), self.logprob_batch_size):
+            chunk = rows[start : start + self.logprob_batch_size]
+            micro = chunk[0][0]
+            if len(chunk) == len(micro) and all(m is micro for m, _ in chunk):
+                batch = micro.batch  # exactly one micro-batch: already encoded
+            else:
+                batch = self._sequence_batch(
+                    [m.prompts[r] for m, r in chunk],
+                    [m.batch.response_ids[r][m.batch.response_mask[r]].tolist() for m, r in chunk],
+                )
+            results = []
+            if reference:
+                results.append(
+                    ("ref_logp", self.reference.log_probs(batch, temperature=temperature))
+                )
+            if old:
+                logp = sequence_log_probs(
+                    self.policy,
+                    batch,
+                    temperature=temperature,
+                    chunk_size=self.config.batch.logprob_chunk_size,
+                ).logp
+                results.append(("old_logp", logp))
+            for position, (m, r) in enumerate(chunk):
+                length = int(m.batch.response_mask[r].sum())
+                for name, values in results:
+                    getattr(m, name)[r, :length] = values[position, :length]
 
     def _update(self, updates: list[list[MicroBatch]]) -> dict[str, float]:
         cfg, accelerator = self.config, self.accelerator
@@ -562,7 +605,7 @@ class Trainer:
                             raise
                     self.optimizer.zero_grad(set_to_none=True)
                     release_memory()
-                    self._after_out_of_memory(updates, index, "update")
+                    self._after_out_of_memory(updates, index)
                     micro_batches = updates[index]
                 for key, value in update_sums.items():
                     sums[key] = sums.get(key, 0.0) + value

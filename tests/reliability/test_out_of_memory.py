@@ -35,18 +35,26 @@ def test_cpu_and_cuda_allocation_failures_are_recognised():
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
-@pytest.mark.parametrize("where", ["update", "log-prob pass"])
-def test_micro_batches_are_halved_and_give_the_same_training(make_config, caplog, where):
-    """Micro-batches of 4 that do not fit are retried as 2 + 2: the same weights as
-    a run configured with micro-batches of 2, and the smaller size is kept."""
+@pytest.mark.parametrize(
+    ("where", "setting"),
+    [("update", "micro_batch_size"), ("log-prob pass", "logprob_batch_size")],
+)
+def test_batches_are_halved_and_give_the_same_training(make_config, caplog, where, setting):
+    """Batches of 4 that do not fit are retried as 2 + 2: the same weights as a run
+    configured with batches of 2, and the smaller size is kept."""
     sections = {
         # responses independent of how generation is batched; two updates per step,
         # so the old log-probs need their own (no-grad) pass
         "rollout": {"group_size": 2, "max_new_tokens": 12, "seed_per_prompt": True},
-        "batch": {"prompts_per_step": 4, "prompts_per_update": 2, "micro_batch_size": 4},
+        "batch": {
+            "prompts_per_step": 4,
+            "prompts_per_update": 2,
+            "micro_batch_size": 4,
+            "logprob_batch_size": 4,
+        },
         "algorithm": {"beta": 0.05},
     }
-    small = sections | {"batch": sections["batch"] | {"micro_batch_size": 2}}
+    small = sections | {"batch": sections["batch"] | {setting: 2}}
     expected = Trainer(make_config("small", **small))
     expected.train()
     trainer = Trainer(make_config("retried", **sections))
@@ -57,8 +65,8 @@ def test_micro_batches_are_halved_and_give_the_same_training(make_config, caplog
         trainer.train()
     # once: the step's other update is re-cut at the same time
     assert caplog.text.count(f"out of memory in the {where} at step 1: retrying with") == 1
-    assert "micro-batches of 2; set batch.micro_batch_size=2" in caplog.text
-    assert trainer.micro_batch_size == 2
+    assert f"batches of 2; set batch.{setting}=2" in caplog.text
+    assert getattr(trainer, setting) == 2
     # Equal up to float rounding: the no-grad passes ran on batches of another shape.
     want, got = weights(expected), weights(trainer)
     apart = max((want[k] - got[k]).abs().max().item() for k in want)

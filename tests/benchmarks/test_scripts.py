@@ -1,0 +1,57 @@
+"""Each benchmark script runs end to end for one tiny step (figures are not
+checked here: benchmarks are measured by running them, see docs/PERFORMANCE.md)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.trainer.conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+TINY = ["--prompts", "2", "--group", "2", "--max-new-tokens", "4", "--micro-batch", "2"]
+
+
+def test_step_against_trl(tmp_path):
+    pytest.importorskip("trl")
+    out = tmp_path / "step.json"
+    result = run("step.py", *TINY, "--steps", "1", "--warmup", "0", "--json", str(out))
+    assert "| seconds per step |" in result.stdout and "apo / trl" in result.stdout
+    figures = json.loads(out.read_text())["figures"]
+    for framework in ("apo", "trl"):
+        assert figures[framework]["seconds_per_step"] > 0
+        # fixed lengths: 2 prompts x 2 responses x 4 tokens per step
+        assert figures[framework]["generated_tokens_per_s"] * figures[framework][
+            "seconds_per_step"
+        ] == pytest.approx(16)
+
+
+def test_scaling(tmp_path):
+    result = run(
+        "scaling.py", "--prompts", "1", "--lengths", "2", "4", "--groups", "2",
+        "--length-for-groups", "2", "--group-for-lengths", "2", "--steps", "1",
+        "--output", str(tmp_path),
+    )  # fmt: skip
+    assert "| new tokens | G |" in result.stdout
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+    assert len(json.loads((tmp_path / "scaling.json").read_text())) == 3
+
+
+def test_overhead():
+    result = run("overhead.py", *TINY, "--steps", "1", "--repeats", "2")
+    assert "APO's additions (shaping + KL terms)" in result.stdout
