@@ -21,24 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from apo.models.tiny import CHAT_TEMPLATE
+from apo.models.tiny import CHAT_TEMPLATE, VISION_TOKENS, build_processor
+from apo.models.tiny import SPECIAL_TOKENS as QWEN2_SPECIAL_TOKENS
 
-# Qwen2.5's special tokens, in order from id 151643.
+# Qwen2.5's special tokens, in order from id 151643: Qwen2's, then the tool and FIM ones.
 SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
+    *QWEN2_SPECIAL_TOKENS,
     "<tool_call>",
     "</tool_call>",
     "<|fim_prefix|>",
@@ -85,28 +73,12 @@ def build_tokenizer():
         unk_token=None,
         model_max_length=32768,
         chat_template=CHAT_TEMPLATE,
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
+        extra_special_tokens=VISION_TOKENS,
     )
     ids = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS))):
         raise SystemExit(f"special tokens got ids {ids[:3]}..., not Qwen's")
     return tokenizer
-
-
-def build_processor():
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(),
-        tokenizer=build_tokenizer(),
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
 
 
 def build_model(layers: int, vision_depth: int, seed: int):
@@ -175,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-depth", type=int, default=32, help="vision blocks (real: 32)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    processor = build_processor()
+    # The real model's pixel budget: 3,136 to 12,845,056 pixels per image.
+    processor = build_processor(
+        build_tokenizer(), size={"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 16384}
+    )
     model = build_model(args.layers, args.vision_depth, args.seed)
     model.save_pretrained(args.output)
     processor.save_pretrained(args.output)

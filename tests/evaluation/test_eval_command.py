@@ -2,24 +2,12 @@
 results and summary files, resuming, comparing, and bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from apo.evaluation.runner import BenchmarkRequest, read_results
 from tests.evaluation import fixtures
-from tests.trainer.conftest import ROOT
-
-
-def apo(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "apo", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+from tests.trainer.test_distributed_and_cli import apo
 
 
 @pytest.fixture(scope="module")

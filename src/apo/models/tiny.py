@@ -100,6 +100,15 @@ def _training_corpus() -> list[str]:
     return lines * 4
 
 
+# The processor finds the vision placeholders through these.
+VISION_TOKENS = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_bos_token": "<|vision_start|>",
+    "vision_eos_token": "<|vision_end|>",
+}
+
+
 def build_tokenizer():
     """A byte-level BPE tokenizer (any text encodes) with Qwen's special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -124,26 +133,22 @@ def build_tokenizer():
         unk_token=None,
         model_max_length=32768,
         chat_template=CHAT_TEMPLATE,
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
+        extra_special_tokens=VISION_TOKENS,
     )
 
 
-def build_processor():
+def build_processor(tokenizer=None, size: dict[str, int] | None = None):
+    """The Qwen2.5-VL processor; by default the tiny tokenizer and pixel budget."""
     from transformers import (
         Qwen2_5_VLProcessor,
         Qwen2VLImageProcessor,
         Qwen2VLVideoProcessor,
     )
 
-    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    size = size or {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size),
-        tokenizer=build_tokenizer(),
+        tokenizer=tokenizer or build_tokenizer(),
         video_processor=Qwen2VLVideoProcessor(size=size),
         chat_template=CHAT_TEMPLATE,
     )
