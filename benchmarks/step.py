@@ -121,8 +121,9 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines()]
 
     def prompt(row):
-        example = Example(id=row["id"], question=row["question"], answer=row["answer"])
-        example.choices = row.get("choices")
+        example = Example(
+            id=row["id"], question=row["question"], answer=row["answer"], choices=row.get("choices")
+        )
         text = user_text(example, PromptConfig())
         return [
             {"role": "system", "content": [{"type": "text", "text": DEFAULT_SYSTEM_PROMPT}]},

@@ -205,7 +205,7 @@ def evaluate(
     if len(set(keys)) != len(keys):
         raise ValueError(f"a benchmark is given twice: {', '.join(keys)}")
     questions = {r.key: r.benchmark.questions(r.path, r.split, limit) for r in requests}
-    _check_settings(output, {"model": model, **settings.model_dump(mode="json")})
+    _check_settings(output, {"model": model, "dtype": dtype, **settings.model_dump(mode="json")})
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
