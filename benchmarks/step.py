@@ -90,7 +90,7 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
     )
     Trainer(config).train()
     records = read_metrics(spec["output"])[spec["warmup"] :]
-    phases = ("generation", "reward", "reference", "update")
+    phases = ("generation", "reward", "batching", "reference", "update")
     return {
         "step_seconds": [r["time/step"] for r in records],
         "phases": {p: statistics.fmean(r[f"time/{p}"] for r in records) for p in phases},

@@ -57,6 +57,7 @@ from apo.models import (
     apply_lora,
     build_reference,
     build_sequence_batch,
+    collate_prompts,
     encode_prompts,
     load_model,
     sequence_log_probs,
@@ -201,6 +202,7 @@ class Trainer:
             for name, eval_set in config.eval.datasets.items()
         }
         self._judge = None  # worker processes judging benchmark answers, when needed
+        self._step_encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
         self.sampler = ResumableSampler(
             len(self.dataset),
             config.batch.prompts_per_step,
@@ -311,6 +313,7 @@ class Trainer:
         step_start = time.perf_counter()
 
         # 1. this process's prompts
+        self._step_encodings = {}
         global_indices = self.sampler.next_batch()
         indices = [global_indices[p] for p in self.positions]
         prompts = self.dataset.prompt_inputs(indices)
@@ -345,7 +348,9 @@ class Trainer:
         keep = self._kept_responses(scored.total)
 
         # 5. per update, micro-batches with reference (and old) log-probs
+        start = time.perf_counter()
         updates = self._build_updates(prompts, rollouts, shaped.advantages, shaped.kl_weights, keep)
+        timings["time/batching"] = time.perf_counter() - start
         start = time.perf_counter()
         self._fill_log_probs(
             updates, reference=self.reference is not None and cfg.algorithm.beta > 0
@@ -358,6 +363,7 @@ class Trainer:
         timings["time/update"] = time.perf_counter() - start
         timings["time/step"] = time.perf_counter() - step_start
 
+        self._step_encodings = {}
         # 7. metrics of the whole step, over all processes
         metrics = self._rollout_metrics(rollouts, scored, shaped, keep, timings)
         metrics |= loss_metrics
@@ -434,14 +440,20 @@ class Trainer:
         return updates
 
     def _sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
-        inputs = encode_prompts(
-            self.processor,
-            [p.text for p in prompts],
-            [p.images for p in prompts],
-            self.is_multimodal,
-        )
-        batch = build_sequence_batch(inputs, responses, self.tokenizer.pad_token_id)
-        return batch.to(self.accelerator.device)
+        pad_id = self.tokenizer.pad_token_id
+        inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], pad_id)
+        return build_sequence_batch(inputs, responses, pad_id).to(self.accelerator.device)
+
+    def _encoded(self, prompt: PromptInput) -> dict[str, Tensor]:
+        """A prompt's processor output (its images processed), once per step: its G
+        responses, and every pass over them, share it."""
+        key = id(prompt)
+        if key not in self._step_encodings:
+            encoded = encode_prompts(
+                self.processor, [prompt.text], [prompt.images], self.is_multimodal
+            )
+            self._step_encodings[key] = (prompt, encoded)  # the prompt keeps its id taken
+        return self._step_encodings[key][1]
 
     def _halves(self, micro: MicroBatch) -> list[MicroBatch]:
         """The micro-batch as two, each padded only to its own longest response.

@@ -1,6 +1,12 @@
 """Policies: loading HF VLMs and LLMs, LoRA, reference policies, log-probs, the tiny model."""
 
-from apo.models.inputs import SequenceBatch, build_sequence_batch, encode_prompts, pad_responses
+from apo.models.inputs import (
+    SequenceBatch,
+    build_sequence_batch,
+    collate_prompts,
+    encode_prompts,
+    pad_responses,
+)
 from apo.models.loading import (
     LoadedModel,
     ModelConfig,
@@ -33,6 +39,7 @@ __all__ = [
     "apply_lora",
     "build_reference",
     "build_sequence_batch",
+    "collate_prompts",
     "encode_prompts",
     "freeze_vision_tower",
     "has_adapters",

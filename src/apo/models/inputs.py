@@ -52,6 +52,33 @@ def encode_prompts(
     return dict(encoded)
 
 
+def collate_prompts(encoded: Sequence[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
+    """Prompts encoded one at a time (:func:`encode_prompts` of one prompt each), batched
+    as the processor batches them: per-token tensors ([1, P_i]) left-padded to the
+    longest (``pad_id`` for the ids, 0 elsewhere), everything else (image patches,
+    grids) concatenated in row order. Lets a prompt's images be processed once per
+    step however many responses it has."""
+    width = max(e["input_ids"].shape[1] for e in encoded)
+    keys = list(dict.fromkeys(key for e in encoded for key in e))
+    batch = {}
+    for key in keys:
+        present = [e for e in encoded if key in e]
+        per_token = len(present) == len(encoded) and all(
+            e[key].dim() == 2 and e[key].shape == e["input_ids"].shape for e in encoded
+        )
+        if per_token:
+            fill = pad_id if key == "input_ids" else 0
+            batch[key] = torch.cat(
+                [
+                    torch.nn.functional.pad(e[key], (width - e[key].shape[1], 0), value=fill)
+                    for e in encoded
+                ]
+            )
+        else:
+            batch[key] = torch.cat([e[key] for e in present])
+    return batch
+
+
 @dataclass
 class SequenceBatch:
     """Prompts + responses as one model input, with the response tokens marked.
