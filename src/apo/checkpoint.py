@@ -152,7 +152,11 @@ def save_checkpoint(
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
         previous = latest_checkpoint(directory)
-        kept = f"the last good checkpoint, {previous}, is intact" if previous else "none before it"
+        kept = (
+            f"the last good checkpoint, {previous}, is intact"
+            if previous
+            else "there is no earlier checkpoint"
+        )
         reason = (error.strerror or str(error)) if error else "failed on another process"
         raise CheckpointError(
             f"could not write the checkpoint of step {step} in {directory}: {reason}; {kept}"
@@ -165,8 +169,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(accelerator, checkpoint: str | Path) -> dict[str, Any]:
-    """Restore the accelerate state (weights, optimizer, scheduler, RNG) and return
-    the trainer state."""
+    """Restore the accelerate state (weights, optimizer, RNG) and return the trainer
+    state (which holds the learning-rate schedule)."""
     state = read_trainer_state(checkpoint)
     accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
     return state
