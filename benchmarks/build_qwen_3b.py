@@ -21,8 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from apo.models.tiny import CHAT_TEMPLATE, VISION_TOKENS, build_processor
 from apo.models.tiny import SPECIAL_TOKENS as QWEN2_SPECIAL_TOKENS
+from apo.models.tiny import build_processor, wrap_tokenizer
 
 # Qwen2.5's special tokens, in order from id 151643: Qwen2's, then the tool and FIM ones.
 SPECIAL_TOKENS = [
@@ -57,7 +57,6 @@ def qwen_vocabulary() -> Path:
 
 
 def build_tokenizer():
-    from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     converter = TikTokenConverter(vocab_file=str(qwen_vocabulary()), pattern=PATTERN)
@@ -66,15 +65,7 @@ def build_tokenizer():
     if base != FIRST_SPECIAL_ID:
         raise SystemExit(f"expected {FIRST_SPECIAL_ID} BPE tokens, found {base}")
     backend.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        model_max_length=32768,
-        chat_template=CHAT_TEMPLATE,
-        extra_special_tokens=VISION_TOKENS,
-    )
+    tokenizer = wrap_tokenizer(backend)
     ids = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS))):
         raise SystemExit(f"special tokens got ids {ids[:3]}..., not Qwen's")

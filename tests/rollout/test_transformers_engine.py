@@ -55,8 +55,8 @@ def test_greedy_decoding_is_deterministic(engine, tiny):
     assert first[0].response_ids == first[1].response_ids  # greedy: the group is identical
 
 
-def test_end_of_sequence_finishes_a_response(engine, tiny):
-    # Make <|im_end|> by far the likeliest token: responses end at once, EOS included.
+def make_end_token_likeliest(tiny) -> int:
+    """<|im_end|> becomes by far the likeliest token; returns its id."""
     eos = tiny.tokenizer.eos_token_id
 
     def favour_eos(module, args, logits):
@@ -64,19 +64,18 @@ def test_end_of_sequence_finishes_a_response(engine, tiny):
         return logits
 
     tiny.model.get_output_embeddings().register_forward_hook(favour_eos)
+    return eos
+
+
+def test_end_of_sequence_finishes_a_response(engine, tiny):
+    eos = make_end_token_likeliest(tiny)  # responses end at once, EOS included
     rollouts = engine.generate(_prompts(tiny.processor), SamplingConfig(group_size=2))
     assert [(r.response_ids, r.finish_reason) for r in rollouts] == [([eos], "eos")] * 6
     assert not any(r.truncated for r in rollouts)
 
 
 def test_ignore_eos_gives_every_response_the_full_length(engine, tiny):
-    eos = tiny.tokenizer.eos_token_id
-
-    def favour_eos(module, args, logits):
-        logits[..., eos] += 1e4
-        return logits
-
-    tiny.model.get_output_embeddings().register_forward_hook(favour_eos)
+    eos = make_end_token_likeliest(tiny)
     sampling = SamplingConfig(group_size=2, max_new_tokens=7, ignore_eos=True)
     rollouts = engine.generate(_prompts(tiny.processor), sampling)
     assert {(r.length, r.finish_reason) for r in rollouts} == {(7, "length")}

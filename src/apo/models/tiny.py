@@ -112,7 +112,6 @@ VISION_TOKENS = {
 def build_tokenizer():
     """A byte-level BPE tokenizer (any text encodes) with Qwen's special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -126,8 +125,16 @@ def build_tokenizer():
     tokenizer.train_from_iterator(_training_corpus(), trainer=trainer)
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     tokenizer.add_tokens(TAG_TOKENS)
+    return wrap_tokenizer(tokenizer)
+
+
+def wrap_tokenizer(backend):
+    """A transformers tokenizer around a ``tokenizers`` one holding Qwen's special
+    tokens: Qwen's end and pad tokens, chat template and vision placeholders."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
