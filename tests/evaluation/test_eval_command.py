@@ -123,3 +123,32 @@ def test_benchmark_request_parsing():
     )
     assert request.key == "mathvision-testmini"
     assert BenchmarkRequest.parse("mmmu=/d").key == "mmmu"
+
+
+def hanging_judge(question, prediction):
+    import time
+
+    time.sleep(30)
+    return True
+
+
+def test_a_hanging_judge_is_stopped_and_counted_wrong():
+    """A judge stuck on adversarial text (math_verify can be) is killed after the
+    timeout; its answer counts as wrong and the verdict says why."""
+    import dataclasses
+    import time
+
+    from apo.evaluation.benchmarks import Question, get_benchmark
+    from apo.evaluation.runner import Judge
+
+    hanging = dataclasses.replace(get_benchmark("custom"), judge=hanging_judge)
+    judge = Judge(timeout=1.0)
+    try:
+        start = time.monotonic()
+        [verdict] = judge(hanging, [(Question(id="q", question="?", answer="1"), "1")])
+        assert verdict == {"correct": False, "judge_timeout": True}
+        assert time.monotonic() - start < 20
+        [fine] = judge(get_benchmark("custom"), [(Question(id="q", question="?", answer="1"), "1")])
+        assert fine == {"correct": True, "ground_truth_error": False}  # the pool recovered
+    finally:
+        judge.close()

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +89,12 @@ class BenchmarkRequest:
 # ------------------------------------------------------------------ judging
 
 
-def _judge(name: str, question: Question, prediction: str) -> tuple[bool, bool]:
+def _judge(judge: Callable, question: Question, prediction: str) -> tuple[bool, bool]:
     """(correct, ground truth unreadable), in a worker process."""
     from apo.rewards.accuracy import GroundTruthError
 
     try:
-        return get_benchmark(name).judge(question, prediction), False
+        return judge(question, prediction), False
     except GroundTruthError:
         return False, True
 
@@ -115,7 +115,8 @@ class Judge:
         futures = [
             self.pool.schedule(
                 _judge,
-                args=(benchmark.name, dataclasses.replace(q, images=[]), prediction),
+                # the judge goes by reference (module and name), the question without images
+                args=(benchmark.judge, dataclasses.replace(q, images=[]), prediction),
                 timeout=self.timeout,
             )
             for q, prediction in items
