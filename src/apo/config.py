@@ -258,6 +258,11 @@ class EvalSet(Section):
         ),
     )
     split: str | None = Field(None, description="The benchmark's split; None: its default.")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
+    samples_per_question: int = Field(
+        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
+    )
+    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
 
     @field_validator("benchmark")
     @classmethod
@@ -265,12 +270,6 @@ class EvalSet(Section):
         from apo.evaluation.benchmarks import get_benchmark
 
         return None if value is None else get_benchmark(value).name
-
-    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
-    samples_per_question: int = Field(
-        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
-    )
-    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
 
 
 class EvalConfig(Section):
