@@ -64,6 +64,18 @@ class DataReport:
         return text
 
 
+def check_new_id(seen: dict[str, str], identifier: str, location: str) -> None:
+    """DataError naming both rows when ``identifier`` was already seen (``seen`` maps
+    ids to where they were first found; the caller records the new one)."""
+    if identifier in seen:
+        raise DataError(
+            location,
+            f"duplicate id {identifier!r} (first at {seen[identifier]})",
+            "id",
+            reason="duplicate_id",
+        )
+
+
 def _paths(config: DataConfig) -> list[str]:
     if config.path is None:
         raise ValueError("data.path is not set: give a data file or datasets folder")
@@ -105,13 +117,7 @@ class PromptDataset:
                     if record.error is not None:
                         raise record.error
                     example = parse_record(record, row_index=report.rows - 1)
-                    if example.id in seen:
-                        raise DataError(
-                            record.location,
-                            f"duplicate id {example.id!r} (first at {seen[example.id]})",
-                            "id",
-                            reason="duplicate_id",
-                        )
+                    check_new_id(seen, example.id, record.location)
                     images = [
                         check_image(
                             ref, record.location, f"images[{index}]", config.max_image_pixels

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apo.data.dataset import check_new_id
 from apo.data.errors import DataError
 from apo.data.formats import Example
 from apo.data.images import ImageRef, image_ref
@@ -96,13 +97,7 @@ class Benchmark:
             if record.error is not None:
                 raise record.error
             question = self.parse(record, row)
-            if question.id in seen:
-                raise DataError(
-                    record.location,
-                    f"duplicate id {question.id!r} (first at {seen[question.id]})",
-                    "id",
-                    reason="duplicate_id",
-                )
+            check_new_id(seen, question.id, record.location)
             seen[question.id] = record.location
             questions.append(question)
             if limit is not None and len(questions) >= limit:
