@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from apo.models.tiny import SPECIAL_TOKENS as QWEN2_SPECIAL_TOKENS
-from apo.models.tiny import build_processor, wrap_tokenizer
+from apo.models.tiny import build_processor, qwen_vl_model, wrap_tokenizer
 
 # Qwen2.5's special tokens, in order from id 151643: Qwen2's, then the tool and FIM ones.
 SPECIAL_TOKENS = [
@@ -74,61 +74,47 @@ def build_tokenizer():
 
 def build_model(layers: int, vision_depth: int, seed: int):
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {token: FIRST_SPECIAL_ID + i for i, token in enumerate(SPECIAL_TOKENS)}
     full_attention = [i for i in (7, 15, 23, 31) if i < vision_depth] or [vision_depth - 1]
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": VOCAB_SIZE,
-            "hidden_size": 2048,
-            "intermediate_size": 11008,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 16,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 128000,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": [16, 24, 24],
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-            "dtype": "bfloat16",
+    text = {
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128000,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": [16, 24, 24],
         },
-        vision_config={
-            "depth": vision_depth,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "num_heads": 16,
-            "out_hidden_size": 2048,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": full_attention,
-            "tokens_per_second": 2,
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
+        "dtype": "bfloat16",
+    }
+    vision = {
+        "depth": vision_depth,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "out_hidden_size": 2048,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": full_attention,
+        "tokens_per_second": 2,
+    }
+    return qwen_vl_model(
+        ids,
+        text,
+        vision,
+        dtype=torch.bfloat16,
+        seed=seed,
+        stop_ids=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        device="cuda" if torch.cuda.is_available() else "cpu",
     )
-    torch.manual_seed(seed)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
-    )
-    return model
 
 
 def main(argv: list[str] | None = None) -> int:

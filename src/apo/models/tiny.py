@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 TINY_MODEL_NAME = "tiny"
 """The name that selects the built-in tiny model wherever a model path is expected."""
@@ -163,41 +164,63 @@ def build_processor(tokenizer=None, size: dict[str, int] | None = None):
 
 def build_model(tokenizer, seed: int = 0):
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     hidden, heads = 128, 4  # head_dim 32: the mrope sections must sum to 16
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [4, 6, 6],
+        },
+    }
+    vision = {
+        "depth": 2,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 4,
+        "out_hidden_size": hidden,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [1],
+    }
+    return qwen_vl_model(ids, text, vision, dtype=torch.float32, seed=seed)
+
+
+def qwen_vl_model(
+    ids: dict[str, int],
+    text: dict[str, Any],
+    vision: dict[str, Any],
+    *,
+    dtype: Any,
+    seed: int,
+    stop_ids: list[int] | None = None,
+    device: str = "cpu",
+):
+    """A random-init Qwen2.5-VL of the given text and vision sizes, its special
+    tokens (``ids``: Qwen's token -> id) wired into the config and generation
+    config; it stops at ``stop_ids`` (default: ``<|im_end|>``)."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
     config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": hidden,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": heads,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [4, 6, 6],
-            },
+        text_config=text
+        | {
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
             "tie_word_embeddings": True,
         },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 4,
-            "out_hidden_size": hidden,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [1],
-        },
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -205,10 +228,11 @@ def build_model(tokenizer, seed: int = 0):
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
+        eos_token_id=stop_ids or ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
         do_sample=True,
         temperature=1.0,
