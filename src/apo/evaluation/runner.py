@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apo.config import config_changes
 from apo.data.prompts import PromptConfig, prompt_input, render_prompt
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
 from apo.evaluation.report import markdown_summary, summarize
@@ -161,10 +162,7 @@ def _check_settings(output: Path, record: dict[str, Any]) -> None:
     """Refuse to add results made under other settings to an existing folder."""
     path = output / "settings.json"
     if path.exists():
-        previous = json.loads(path.read_text())
-        changed = sorted(
-            k for k in record.keys() | previous.keys() if record.get(k) != previous.get(k)
-        )
+        changed = [key for key, _, _ in config_changes(json.loads(path.read_text()), record)]
         if changed:
             raise ValueError(
                 f"{output} holds results made with other settings ({', '.join(changed)}): "
@@ -287,11 +285,12 @@ def _run_benchmark(
     ) as advance:
         for start in range(0, len(pending), settings.batch_size):
             chunk = pending[start : start + settings.batch_size]
+            examples = [q.example() for q in chunk]
             texts = [
-                render_prompt(q.example(), loaded.processor, settings.prompt, loaded.is_multimodal)
-                for q in chunk
+                render_prompt(e, loaded.processor, settings.prompt, loaded.is_multimodal)
+                for e in examples
             ]
-            inputs = [prompt_input(q.example(), t) for q, t in zip(chunk, texts, strict=True)]
+            inputs = [prompt_input(e, t) for e, t in zip(examples, texts, strict=True)]
             rollouts = engine.generate(inputs, sampling)
             extracted = [extract_answer(r.text) for r in rollouts]
             verdicts = judge(
