@@ -155,6 +155,12 @@ class MicroBatch:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def responses(self, rows: slice = slice(None)) -> list[list[int]]:
+        """The response token ids of these rows, without padding."""
+        lengths = self.batch.response_mask[rows].sum(dim=1).tolist()
+        ids = self.batch.response_ids[rows].tolist()
+        return [row[:length] for row, length in zip(ids, lengths, strict=True)]
+
 
 class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
@@ -464,11 +470,7 @@ class Trainer:
         half = len(micro) // 2
         parts = []
         for rows in (slice(0, half), slice(half, len(micro))):
-            mask = micro.batch.response_mask[rows]
-            responses = [
-                ids[m].tolist() for ids, m in zip(micro.batch.response_ids[rows], mask, strict=True)
-            ]
-            batch = self._sequence_batch(micro.prompts[rows], responses)
+            batch = self._sequence_batch(micro.prompts[rows], micro.responses(rows))
             width = batch.response_ids.shape[1]
 
             def cut(tensor: Tensor | None, rows=rows, width=width) -> Tensor | None:
@@ -535,11 +537,6 @@ class Trainer:
         if on_policy and not reference:
             return
         for micro_batches in updates:
-            for micro in micro_batches:
-                width = micro.batch.response_ids.shape[1]
-                zeros = torch.zeros(len(micro), width, device=self.accelerator.device)
-                micro.ref_logp = zeros.clone() if reference else None
-                micro.old_logp = None if on_policy else zeros.clone()
             while True:
                 try:
                     self._log_prob_pass(micro_batches, reference, not on_policy)
@@ -566,37 +563,46 @@ class Trainer:
                     )
 
     def _log_prob_pass(self, micro_batches: list[MicroBatch], reference: bool, old: bool) -> None:
-        """Fill ``ref_logp`` / ``old_logp`` of one update's micro-batches, row by row,
-        from forward passes over ``logprob_batch_size`` rows at a time."""
+        """Set ``ref_logp`` / ``old_logp`` of one update's micro-batches from forward
+        passes over ``logprob_batch_size`` rows at a time."""
         temperature = self.config.rollout.temperature or 1.0
-        rows = [(micro, row) for micro in micro_batches for row in range(len(micro))]
-        for start in range(0, len(rows), self.logprob_batch_size):
-            chunk = rows[start : start + self.logprob_batch_size]
-            micro = chunk[0][0]
-            if len(chunk) == len(micro) and all(m is micro for m, _ in chunk):
-                batch = micro.batch  # exactly one micro-batch: already encoded
-            else:
-                batch = self._sequence_batch(
-                    [m.prompts[r] for m, r in chunk],
-                    [m.batch.response_ids[r][m.batch.response_mask[r]].tolist() for m, r in chunk],
-                )
-            results = []
+
+        def log_probs(batch: SequenceBatch) -> dict[str, Tensor]:
+            values = {}
             if reference:
-                results.append(
-                    ("ref_logp", self.reference.log_probs(batch, temperature=temperature))
-                )
+                values["ref_logp"] = self.reference.log_probs(batch, temperature=temperature)
             if old:
-                logp = sequence_log_probs(
+                values["old_logp"] = sequence_log_probs(
                     self.policy,
                     batch,
                     temperature=temperature,
                     chunk_size=self.config.batch.logprob_chunk_size,
                 ).logp
-                results.append(("old_logp", logp))
-            for position, (m, r) in enumerate(chunk):
-                length = int(m.batch.response_mask[r].sum())
-                for name, values in results:
-                    getattr(m, name)[r, :length] = values[position, :length]
+            return values
+
+        if self.logprob_batch_size == self.micro_batch_size:  # the micro-batches themselves
+            for micro in micro_batches:
+                for name, values in log_probs(micro.batch).items():
+                    setattr(micro, name, values)
+            return
+        device = self.accelerator.device
+        for micro in micro_batches:
+            width = micro.batch.response_ids.shape[1]
+            micro.ref_logp = torch.zeros(len(micro), width, device=device) if reference else None
+            micro.old_logp = torch.zeros(len(micro), width, device=device) if old else None
+        rows = [
+            (micro, row, response)
+            for micro in micro_batches
+            for row, response in enumerate(micro.responses())
+        ]
+        for start in range(0, len(rows), self.logprob_batch_size):
+            chunk = rows[start : start + self.logprob_batch_size]
+            batch = self._sequence_batch(
+                [m.prompts[r] for m, r, _ in chunk], [response for _, _, response in chunk]
+            )
+            for name, values in log_probs(batch).items():
+                for position, (m, r, response) in enumerate(chunk):
+                    getattr(m, name)[r, : len(response)] = values[position, : len(response)]
 
     def _update(self, updates: list[list[MicroBatch]]) -> dict[str, float]:
         cfg, accelerator = self.config, self.accelerator
@@ -860,7 +866,6 @@ class Trainer:
             }
         )
         rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
-        examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
         benchmark = eval_set.benchmark
         names = ["format"] if benchmark else [reward_name(c.name) for c in cfg.rewards.components]
         # Sums, so that processes with different numbers of questions add up exactly.
@@ -875,6 +880,7 @@ class Trainer:
                 formatted = [float(is_well_formatted(r.text)) for r in rollouts]
                 components = {"format": torch.tensor(formatted, dtype=torch.float64)}
             else:
+                examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
                 scored = self.rewards.score(
                     [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
                 )
