@@ -198,6 +198,16 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: 80)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
+    parser.add_argument(
+        "--beta", type=float, default=None, help="KL coefficient (default: the official 1e-3)"
+    )
+    parser.add_argument(
+        "--stcr-base",
+        type=float,
+        default=None,
+        help="STCR base (default: 2^(1/24), sized to the demo's answer lengths; see "
+        "docs/ALGORITHM.md)",
+    )
     parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--stcr", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_demo)
@@ -213,7 +223,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from apo.demo.run import DemoSettings, format_value, run_demo
+    from apo.demo.run import DemoSettings, run_demo, table_rows
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = DemoSettings(
@@ -224,15 +234,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         quick=args.quick,
     )
-    if args.steps is not None:
-        settings.steps = args.steps
+    for name in ("steps", "beta", "stcr_base"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
     result = run_demo(settings)
     table = Table(title=f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
-    for column in ("", "before", "after"):
+    for column in ("", "before", "after", "change", "noise (2 SE)"):
         table.add_column(column, justify="right")
-    for name, (before, after) in result["before_after"].items():
-        percent = "accuracy" in name
-        table.add_row(name, format_value(before, percent), format_value(after, percent))
+    for cells in table_rows(result):
+        table.add_row(*cells)
     console = Console()
     console.print(table)
     console.print(f"report: {result['report']}  ({result['seconds'] / 60:.1f} min)")
@@ -253,6 +263,14 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run")
     parser.add_argument("--quick", action="store_true", help="a smoke run of every variant")
+    parser.add_argument("--beta", type=float, default=None, help="KL coefficient of every run")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
+        default=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
+        help="which variants to run (default: all four)",
+    )
     parser.set_defaults(handler=_run_compare)
 
 
@@ -262,7 +280,13 @@ def _run_compare(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise ValueError("--parallel must be at least 1")
     path = run_compare(
-        args.output, seeds=args.seeds, parallel=args.parallel, steps=args.steps, quick=args.quick
+        args.output,
+        seeds=args.seeds,
+        parallel=args.parallel,
+        steps=args.steps,
+        quick=args.quick,
+        beta=args.beta,
+        variants=args.variants,
     )
     print(path.read_text().split("\n\n![")[0])
     print(f"\nreport: {path}")

@@ -8,10 +8,14 @@ import pytest
 from apo.data import DataConfig, PromptDataset
 from apo.data.synthetic import (
     CELL,
+    CHOICE_LETTERS,
     COLOURS,
     GRID,
+    NoisyTeacher,
+    implied_answer,
     make_split,
     make_task,
+    near_miss,
     target_response,
     write_split,
 )
@@ -92,6 +96,66 @@ def test_target_response_is_well_formatted():
         response = target_response(row)
         assert format_reward(response) == 1.0
         assert accuracy_reward(response, row["answer"], row.get("choices")) == 1.0
+
+
+def test_the_enumeration_of_a_worked_answer_implies_its_answer():
+    for row in make_split("train", 200, seed=4):
+        assert implied_answer(row, target_response(row)) == row["answer"]
+
+
+def test_implied_answer_reads_the_models_own_enumeration_not_the_scene():
+    row = {"task": "count", "question": "How many red shapes are there?", "answer": "1"}
+    response = "<think>red circle, red square, blue star. red: 2</think><answer>2</answer>"
+    assert implied_answer(row, response) is None  # "star" is no shape of the task
+    response = "<think>red circle, red square, blue circle. red: 2</think><answer>1</answer>"
+    assert implied_answer(row, response) == "2"
+    assert implied_answer(row, "<think>nothing. red: 0</think><answer>0</answer>") == "0"
+    most = {"task": "most", "question": "Which colour appears most often?", "answer": "A"}
+    assert implied_answer(most, "<think>blue square, blue circle, red circle. x") == "C"
+    assert implied_answer(most, "<think>blue square, red circle. x") is None  # a tie
+    assert implied_answer(most, "no think block") is None
+
+
+def test_near_miss_is_one_more_or_the_runner_up_colour():
+    rows = make_split("train", 100, seed=5)
+    for row in rows:
+        said, answered = near_miss(row)
+        if row["task"] == "count":
+            assert said == answered == str(int(row["answer"]) + 1)
+        else:
+            counts = Counter(colour for _, colour, _, _ in row["objects"])
+            winner = list(COLOURS)[CHOICE_LETTERS.index(row["answer"])]
+            assert (
+                answered != row["answer"] and said == list(COLOURS)[CHOICE_LETTERS.index(answered)]
+            )
+            assert counts[said] == max(counts[c] for c in COLOURS if c != winner)
+
+
+def test_noisy_teacher_sees_right_answers_wrong_and_overthinks_when_wrong():
+    import random
+
+    from apo.rewards import accuracy_reward, format_reward
+
+    teacher = NoisyTeacher(correct=0.4, overthink=0.25)
+    rng = random.Random(0)
+    right, overthought, n = 0, 0, 0
+    lengths = {True: [], False: []}
+    for row in make_split("train", 400, seed=6) * 5:
+        response = teacher.response(row, rng)
+        assert format_reward(response) == 1.0
+        assert implied_answer(row, response) == row["answer"]  # the enumeration is always right
+        correct = accuracy_reward(response, row["answer"], row.get("choices")) == 1.0
+        if not correct:
+            assert accuracy_reward(response, near_miss(row)[1], row.get("choices")) == 1.0
+        right += correct
+        overthought += "recount" in response
+        lengths[correct].append(len(response))
+        n += 1
+    assert abs(right / n - 0.4) < 0.03
+    assert abs(overthought / n - 0.6 * 0.25) < 0.03
+    assert sum(lengths[False]) / len(lengths[False]) > sum(lengths[True]) / len(lengths[True])
+    for row in make_split("general", 20, seed=6):
+        assert teacher.response(row, rng) == target_response(row)  # never wrong on general
 
 
 def test_written_split_is_plain_data_the_loader_reads(tmp_path):

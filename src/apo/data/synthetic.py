@@ -139,8 +139,83 @@ def make_split(split: str, size: int, seed: int, max_objects: int = 8) -> list[d
 
 
 def target_response(row: dict[str, Any]) -> str:
-    """The worked response a model should give (used by the supervised warm-up)."""
+    """The worked response a model should give: right enumeration, right answer."""
     return f"<think>{row['reasoning']}</think><answer>{row['answer']}</answer>"
+
+
+@dataclass(frozen=True)
+class NoisyTeacher:
+    """A teacher whose perception is perfect but whose final answers are not.
+
+    On a reasoning question it writes the right enumeration and tally, then
+    answers right with probability ``correct``. Otherwise it answers a near
+    miss (one more than the count; the runner-up colour), either right away
+    or, with probability ``overthink`` among its wrong answers, after
+    re-enumerating the scene and hesitating, so that its incorrect responses
+    are longer than its correct ones, as with real reasoning models. General
+    questions are always answered right.
+
+    The near miss is always the same one, so a model that imitates the teacher
+    prefers it under greedy decoding while the right answer keeps a large
+    share of its samples: high pass@k, low pass@1. RL can sharpen that.
+    """
+
+    correct: float = 0.4
+    overthink: float = 0.25
+
+    def response(self, row: dict[str, Any], rng: random.Random) -> str:
+        """One sampled demonstration for ``row``."""
+        if row["task"] not in REASONING_TASKS or rng.random() < self.correct:
+            return target_response(row)
+        wrong_text, wrong_answer = near_miss(row)
+        think = row["reasoning"]
+        if rng.random() < self.overthink:
+            think += f". wait, recount: {row['reasoning']}. so {wrong_text}"
+        return f"<think>{think}</think><answer>{wrong_answer}</answer>"
+
+
+def colour_counts(colours: list[str]) -> dict[str, int]:
+    return {c: sum(x == c for x in colours) for c in COLOURS}
+
+
+def near_miss(row: dict[str, Any]) -> tuple[str, str]:
+    """The teacher's wrong answer: (as said in the reasoning, as answered)."""
+    if row["task"] == "count":
+        wrong = str(int(row["answer"]) + 1)
+        return wrong, wrong
+    counts = colour_counts([colour for _, colour, _, _ in row["objects"]])
+    winner = list(COLOURS)[CHOICE_LETTERS.index(row["answer"])]
+    runner_up = max((c for c in COLOURS if c != winner), key=lambda c: counts[c])
+    return runner_up, CHOICE_LETTERS[list(COLOURS).index(runner_up)]
+
+
+def implied_answer(row: dict[str, Any], response: str) -> str | None:
+    """The answer that the enumeration inside a response's ``<think>`` implies for
+    ``row``'s question (None when no enumeration can be read).
+
+    The enumeration is the text between ``<think>`` and the first ``". "``:
+    ``"red circle, blue square"`` (``"nothing"`` for an empty scene).
+    """
+    start = response.find("<think>")
+    if start < 0 or row["task"] not in REASONING_TASKS:
+        return None
+    think = response[start + len("<think>") :].split("</think>")[0]
+    listed = think.split(". ")[0].split(".")[0]
+    items = [] if listed.strip() == "nothing" else [i.strip() for i in listed.split(",")]
+    colours = []
+    for item in items:
+        words = item.split()
+        if len(words) != 2 or words[0] not in COLOURS or words[1] not in SHAPES:
+            return None
+        colours.append(words[0])
+    counts = colour_counts(colours)
+    if row["task"] == "count":
+        colour = row["question"].split()[2]  # "How many red shapes are there?"
+        return str(counts[colour])
+    best = max(counts.values())
+    if list(counts.values()).count(best) != 1:
+        return None
+    return CHOICE_LETTERS[list(COLOURS).index(max(counts, key=counts.get))]
 
 
 def write_split(rows: list[dict[str, Any]], directory: str | Path, name: str) -> Path:

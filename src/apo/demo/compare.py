@@ -36,6 +36,23 @@ COLUMNS = {
     "length correct": ("eval/reasoning_sampled/length_correct_mean", False),
 }
 TRAINING_COLUMNS = {"KL": "kl/mean", "entropy": "entropy/mean"}  # mean of the last 10 steps
+# What each component should change, measured against GRPO on the same seeds.
+EFFECTS = {
+    "STCR": (
+        "GRPO+STCR",
+        ["length incorrect", "length correct", "reasoning acc (greedy)", "reasoning acc (sampled)"],
+    ),
+    "DADS": (
+        "GRPO+DADS",
+        [
+            "KL",
+            "entropy",
+            "general acc (greedy)",
+            "general acc (sampled)",
+            "reasoning acc (greedy)",
+        ],
+    ),
+}
 
 
 def _run_one(
@@ -103,6 +120,33 @@ def table_markdown(summaries: dict[str, list[dict]], seconds: dict[str, list[flo
     return "\n".join(lines)
 
 
+def effects_markdown(summaries: dict[str, list[dict]]) -> str:
+    """Per component, the change it makes to each metric: the variant minus GRPO on
+    the same seed, mean ± standard deviation over seeds (empty without GRPO)."""
+    lines = [
+        "| component | metric | effect (mean ± sd over seeds) | per seed |",
+        "|" + " --- |" * 4,
+    ]
+    for component, (variant, metrics) in EFFECTS.items():
+        if variant not in summaries or "GRPO" not in summaries:
+            continue
+        for metric in metrics:
+            pairs = [
+                (run[metric], base[metric])
+                for run, base in zip(summaries[variant], summaries["GRPO"], strict=True)
+                if run[metric] is not None and base[metric] is not None
+            ]
+            if not pairs:
+                continue
+            percent = COLUMNS.get(metric, ("", False))[1]
+            scale, unit = (100, " points") if percent else (1, "")
+            diffs = [scale * (a - b) for a, b in pairs]
+            mean, spread = _mean_spread(diffs)
+            seeds = ", ".join(f"{d:+.3g}" for d in diffs)
+            lines.append(f"| {component} | {metric} | {mean:+.3g} ± {spread:.2g}{unit} | {seeds} |")
+    return "\n".join(lines)
+
+
 def _write_mean_run(run_dirs: list[Path], target: Path) -> Path:
     """A metrics.jsonl of the per-step mean over seeds, for the figures."""
     by_step: dict[int, dict[str, list[float]]] = {}
@@ -127,6 +171,7 @@ def run_compare(
     steps: int | None = None,
     quick: bool = False,
     variants: Sequence[str] = tuple(VARIANTS),
+    beta: float | None = None,
 ) -> Path:
     """Run every variant on every seed; write ``compare.md`` and figures; return its path."""
     from rich.progress import (
@@ -141,6 +186,7 @@ def run_compare(
 
     output_dir = Path(output_dir)
     extra = (["--steps", str(steps)] if steps is not None else []) + (["--quick"] if quick else [])
+    extra += ["--beta", str(beta)] if beta is not None else []
     threads = max(1, (os.cpu_count() or 1) // parallel)
     jobs = [
         (v, s, output_dir / v.lower().replace("+", "-") / f"seed{s}")
@@ -170,15 +216,23 @@ def run_compare(
     ]
     figures = plot_runs(mean_runs, output_dir / "plots", labels=list(variants))
     table = table_markdown(summaries, seconds)
+    effects = effects_markdown(summaries)
     text = [
         "# apo compare: GRPO, GRPO+DADS, GRPO+STCR, APO",
         "",
-        f"Seeds {', '.join(map(str, seeds))}; each run is `apo demo` with the variant's flags "
+        f"Seeds {', '.join(map(str, seeds))}; each run is `apo demo` with the variant's flags"
+        + (f" and beta {beta}" if beta is not None else "")
+        + " "
         f"({parallel} runs at a time, {threads} thread(s) each). Values: mean ± standard "
         "deviation over seeds, at the last evaluation (accuracies, lengths) or over the last "
         "10 steps (KL, entropy).",
         "",
         table,
+        "",
+        "Effect of each component: the variant minus GRPO on the same seed (paired), mean ± "
+        "standard deviation over seeds; accuracies in percentage points.",
+        "",
+        effects,
         "",
         *(f"![{f.stem}](plots/{f.name})\n" for f in figures),
     ]

@@ -11,18 +11,31 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from apo.config import TrainConfig
 from apo.data.synthetic import make_split, write_split
+from apo.demo.warmup import prompt_of, reasoning_checks
+from apo.models import ModelConfig, load_model
+from apo.rollout import SamplingConfig, TransformersEngine
 from apo.tracking import read_metrics
 
 START_MODEL = Path(__file__).resolve().parent / "start_model"
 """The shipped start checkpoint (built by scripts/build_demo_start.py)."""
+
+
+# The demo's STCR base. The official 1.00001 is sized for answers of thousands of
+# tokens and is inert on the demo's answers of tens of tokens (docs/RESULTS.md).
+# 2 ** (1 / 24): an incorrect answer 24 tokens longer than the group's correct ones
+# (about one extra enumeration of the scene) gets w = 0.5, i.e. A * 1.5 (docs/ALGORITHM.md).
+DEMO_STCR_BASE = 2 ** (1 / 24)
 
 
 @dataclass
@@ -34,16 +47,18 @@ class DemoSettings:
     dads: bool | None = None
     stcr: bool | None = None
     seed: int = 0
-    steps: int = 80
+    steps: int = 40
     prompts_per_step: int = 16
     group_size: int = 8
-    max_new_tokens: int = 48
+    max_new_tokens: int = 96
     lr: float = 1e-4
+    beta: float = 1e-3
+    stcr_base: float = DEMO_STCR_BASE
     train_size: int = 2000
     test_size: int = 200
     general_size: int = 100
-    eval_every: int = 40
-    eval_samples: int = 2
+    eval_every: int = 20
+    eval_samples: int = 8
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -53,14 +68,18 @@ class DemoSettings:
             self.eval_every, self.eval_samples = 3, 2
 
 
-def write_task(directory: Path, settings: DemoSettings) -> dict[str, Path]:
-    """The three splits of the synthetic task, as plain-format files."""
+def task_splits(settings: DemoSettings) -> dict[str, list[dict[str, Any]]]:
+    """The three splits of the synthetic task: train, held-out reasoning, general."""
     seed = 1000 + settings.seed  # not the warm-up's data seed: fresh questions
-    splits = {
+    return {
         "train": make_split("train", settings.train_size, seed),
         "reasoning": make_split("test", settings.test_size, seed),
         "general": make_split("general", settings.general_size, seed),
     }
+
+
+def write_task(directory: Path, splits: dict[str, list[dict[str, Any]]]) -> dict[str, Path]:
+    """The splits as plain-format files."""
     return {name: write_split(rows, directory, name) for name, rows in splits.items()}
 
 
@@ -79,7 +98,13 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
                 "max_batch_size": 64,
             },
             "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
-            "algorithm": {"name": settings.algorithm, "dads": settings.dads, "stcr": settings.stcr},
+            "algorithm": {
+                "name": settings.algorithm,
+                "dads": settings.dads,
+                "stcr": settings.stcr,
+                "beta": settings.beta,
+                "stcr_base": settings.stcr_base,
+            },
             "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
             "batch": {
                 "prompts_per_step": settings.prompts_per_step,
@@ -111,21 +136,60 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
     )
 
 
-EVAL_COLUMNS = {
-    "reasoning accuracy, sampled": "eval/reasoning_sampled/accuracy",
-    "reasoning accuracy, greedy": "eval/reasoning/accuracy",
-    "general accuracy, sampled": "eval/general_sampled/accuracy",
-    "general accuracy, greedy": "eval/general/accuracy",
-    "length, correct (sampled)": "eval/reasoning_sampled/length_correct_mean",
-    "length, incorrect (sampled)": "eval/reasoning_sampled/length_incorrect_mean",
+@dataclass(frozen=True)
+class Column:
+    """A row of the before/after table: a metric of the first and last evaluation."""
+
+    key: str  # in metrics.jsonl
+    percent: bool = True
+    split: str | None = None  # "reasoning" or "general": its question count sets the noise
+
+
+def eval_columns(samples: int) -> dict[str, Column]:
+    """The before/after rows; sampled accuracy is pass@1 (the mean of ``samples`` answers)."""
+    return {
+        "reasoning accuracy, greedy": Column("eval/reasoning/accuracy", split="reasoning"),
+        "reasoning accuracy, sampled": Column("eval/reasoning_sampled/accuracy", split="reasoning"),
+        f"reasoning pass@{samples}, sampled": Column(
+            f"eval/reasoning_sampled/pass@{samples}", split="reasoning"
+        ),
+        "general accuracy, greedy": Column("eval/general/accuracy", split="general"),
+        "general accuracy, sampled": Column("eval/general_sampled/accuracy", split="general"),
+        "length, correct (sampled)": Column(
+            "eval/reasoning_sampled/length_correct_mean", percent=False
+        ),
+        "length, incorrect (sampled)": Column(
+            "eval/reasoning_sampled/length_incorrect_mean", percent=False
+        ),
+    }
+
+
+CHECK_ROWS = {  # reasoning_checks() of greedy answers, before and after
+    "enumeration exact (greedy)": "enumeration",
+    "answer agrees with own enumeration (greedy)": "agreement",
 }
 
 
-def before_after(records: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+def before_after(records: list[dict[str, Any]], samples: int) -> dict[str, tuple[float, float]]:
     """First and last evaluation of each column."""
     evals = [r for r in records if "eval/reasoning/accuracy" in r]
     first, last = evals[0], evals[-1]
-    return {name: (first.get(key), last.get(key)) for name, key in EVAL_COLUMNS.items()}
+    return {
+        name: (first.get(col.key), last.get(col.key)) for name, col in eval_columns(samples).items()
+    }
+
+
+def noise_band(before: float, after: float, questions: int) -> float:
+    """Two standard errors of ``after - before`` for rates measured on ``questions``
+    questions each: 2 * sqrt(b (1 - b) / n + a (1 - a) / n).
+
+    It treats the two measurements as independent binomial estimates (the same
+    questions are asked twice, so the true error of the difference is smaller),
+    and counts a question once even when it was sampled several times: a
+    conservative band. A change larger than it is unlikely to be noise.
+    """
+    variance = (before * (1 - before) + after * (1 - after)) / max(1, questions)
+    return 2 * math.sqrt(variance)
 
 
 def format_value(value: float | None, percent: bool) -> str:
@@ -134,23 +198,40 @@ def format_value(value: float | None, percent: bool) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.1f}"
 
 
-def table_markdown(rows: dict[str, tuple[float, float]]) -> str:
-    lines = ["| | before | after | change |", "| --- | --- | --- | --- |"]
-    for name, (before, after) in rows.items():
-        percent = "accuracy" in name
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(name, before, after, change, noise) cells of the before/after table."""
+    percent_rows = {name for name, col in eval_columns(result["samples"]).items() if col.percent}
+    percent_rows |= set(CHECK_ROWS)
+    cells = []
+    for name, (before, after) in result["before_after"].items():
+        percent = name in percent_rows
+        band = result["noise"].get(name)
         if before is None or after is None:
             change = "n/a"
         elif percent:
             change = f"{100 * (after - before):+.1f} points"
         else:
             change = f"{after - before:+.1f}"
-        cells = (name, format_value(before, percent), format_value(after, percent), change)
-        lines.append("| " + " | ".join(cells) + " |")
+        noise = "" if band is None else f"± {100 * band:.1f}"
+        if band is not None and before is not None and after is not None:
+            noise += " (beyond)" if abs(after - before) > band else " (within)"
+        cells.append(
+            (name, format_value(before, percent), format_value(after, percent), change, noise)
+        )
+    return cells
+
+
+def table_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| | before | after | change | noise (2 SE) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(result)]
     return "\n".join(lines)
 
 
 def write_report(
-    run_dir: Path, settings: DemoSettings, rows: dict, figures: list[Path], seconds: float
+    run_dir: Path, settings: DemoSettings, result: dict[str, Any], figures: list[Path]
 ) -> Path:
     variant = settings.algorithm.upper()
     if settings.dads is not None or settings.stcr is not None:
@@ -159,13 +240,21 @@ def write_report(
         f"# apo demo: {variant} on the synthetic visual reasoning task",
         "",
         f"Seed {settings.seed}, {settings.steps} steps of {settings.prompts_per_step} prompts x "
-        f"{settings.group_size} samples, {seconds / 60:.1f} minutes. Start: the warmed-up tiny "
-        "Qwen2.5-VL model shipped with apo. Accuracy on held-out questions, greedy and sampled "
-        f"(temperature 1, mean of {settings.eval_samples} samples per question): *reasoning* "
-        "(counting, most frequent colour; the task trained on) and *general* (name the colour "
-        "or shape of one object; never trained with RL).",
+        f"{settings.group_size} samples, {result['seconds'] / 60:.1f} minutes. Start: the tiny "
+        "Qwen2.5-VL model shipped with apo, warmed up on a noisy teacher (it sees the scenes "
+        "but prefers a near-miss answer). Held-out questions: *reasoning* "
+        f"({settings.test_size} counting and most-frequent-colour questions; the task trained "
+        f"on) and *general* ({settings.general_size} questions naming the colour or shape of "
+        "one object; never trained with RL). Greedy and sampled (temperature 1, "
+        f"{settings.eval_samples} samples per question): sampled accuracy is pass@1, "
+        f"pass@{settings.eval_samples} the share of questions with a right answer among the "
+        "samples. The last rows read the greedy answers' `<think>`: does it list the scene "
+        "exactly, and does the answer follow from it.",
         "",
-        table_markdown(rows),
+        table_markdown(result),
+        "",
+        "Noise: two standard errors of the change, from the number of questions (a "
+        "conservative band); *beyond* marks a change larger than it.",
         "",
     ]
     for figure in figures:
@@ -189,6 +278,20 @@ def start_model_path() -> Path:
     return START_MODEL
 
 
+@torch.no_grad()
+def greedy_checks(
+    model_path: Path, rows: list[dict[str, Any]], max_new_tokens: int
+) -> dict[str, float]:
+    """:func:`~apo.demo.warmup.reasoning_checks` of a model's greedy answers to ``rows``."""
+    loaded = load_model(ModelConfig(name_or_path=str(model_path)))
+    engine = TransformersEngine(loaded.model, loaded.processor, loaded.tokenizer, True)
+    sampling = SamplingConfig(
+        group_size=1, temperature=0.0, max_new_tokens=max_new_tokens, max_batch_size=64
+    )
+    prompts = [prompt_of(row, loaded.processor) for row in rows]
+    return reasoning_checks(rows, [r.text for r in engine.generate(prompts, sampling)])
+
+
 def run_demo(settings: DemoSettings, *, report: bool = True) -> dict[str, Any]:
     """Run the demo; returns the before/after numbers and where things were written."""
     from apo.plots import plot_runs
@@ -197,14 +300,33 @@ def run_demo(settings: DemoSettings, *, report: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     run_dir = Path(settings.output_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a demo always starts afresh
-    data = write_task(run_dir / "data", settings)
+    splits = task_splits(settings)
+    data = write_task(run_dir / "data", splits)
     config = demo_config(settings, data, start_model_path())
     Trainer(config).train()
-    seconds = time.perf_counter() - started
-    rows = before_after(read_metrics(run_dir))
-    result = {"before_after": rows, "seconds": seconds, "run_dir": str(run_dir)}
+    rows = before_after(read_metrics(run_dir), settings.eval_samples)
+    checks = [
+        greedy_checks(path, splits["reasoning"], settings.max_new_tokens)
+        for path in (start_model_path(), run_dir / "final_model")
+    ]
+    for name, key in CHECK_ROWS.items():
+        rows[name] = (checks[0][key], checks[1][key])
+    questions = {"reasoning": settings.test_size, "general": settings.general_size}
+    columns = eval_columns(settings.eval_samples)
+    noise = {}
+    for name, (before, after) in rows.items():
+        split = columns[name].split if name in columns else "reasoning"
+        if split is not None and before is not None and after is not None:
+            noise[name] = noise_band(before, after, questions[split])
+    result = {
+        "before_after": rows,
+        "noise": noise,
+        "samples": settings.eval_samples,
+        "seconds": time.perf_counter() - started,
+        "run_dir": str(run_dir),
+    }
     if report:
         figures = plot_runs([run_dir], run_dir / "plots", labels=[settings.algorithm])
-        result["report"] = str(write_report(run_dir, settings, rows, figures, seconds))
+        result["report"] = str(write_report(run_dir, settings, result, figures))
     (run_dir / "demo_result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -162,18 +162,29 @@ def build_processor(tokenizer=None, size: dict[str, int] | None = None):
     )
 
 
-def build_model(tokenizer, seed: int = 0):
+def build_model(
+    tokenizer,
+    seed: int = 0,
+    *,
+    hidden: int = 128,
+    layers: int = 2,
+    vision_hidden: int = 64,
+    vision_depth: int = 2,
+):
+    """A random-init tiny Qwen2.5-VL: by default the built-in tiny model (0.64 M
+    parameters); the sizes make larger ones of the same architecture (heads of
+    32 dimensions, so the mrope sections stay [4, 6, 6]; MLPs twice as wide)."""
     import torch
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    hidden, heads = 128, 4  # head_dim 32: the mrope sections must sum to 16
+    heads = hidden // 32  # head_dim 32: the mrope sections must sum to 16
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden,
-        "intermediate_size": 256,
-        "num_hidden_layers": 2,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
         "num_attention_heads": heads,
-        "num_key_value_heads": 2,
+        "num_key_value_heads": max(1, heads // 2),
         "max_position_embeddings": 4096,
         "rope_parameters": {
             "rope_type": "default",
@@ -182,16 +193,16 @@ def build_model(tokenizer, seed: int = 0):
         },
     }
     vision = {
-        "depth": 2,
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        "depth": vision_depth,
+        "hidden_size": vision_hidden,
+        "intermediate_size": 2 * vision_hidden,
         "num_heads": 4,
         "out_hidden_size": hidden,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "window_size": 112,
-        "fullatt_block_indexes": [1],
+        "fullatt_block_indexes": [vision_depth - 1],
     }
     return qwen_vl_model(ids, text, vision, dtype=torch.float32, seed=seed)
 
