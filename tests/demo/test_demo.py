@@ -41,7 +41,18 @@ def test_quick_demo_writes_the_whole_run(tmp_path):
     assert "| reasoning accuracy, sampled |" in report and "](plots/lengths.png)" in report
     assert (run / "final_model" / "model.safetensors").is_file()
     saved = json.loads((run / "demo_result.json").read_text())
-    assert set(saved["before_after"]) >= {"reasoning accuracy, greedy", "general accuracy, greedy"}
+    assert set(saved["before_after"]) >= {
+        "reasoning accuracy, greedy",
+        "reasoning accuracy, sampled",
+        "reasoning pass@2, sampled",
+        "general accuracy, greedy",
+        "enumeration exact (greedy)",
+        "answer agrees with own enumeration (greedy)",
+    }
+    for name, (before, after) in saved["before_after"].items():
+        assert before is not None and after is not None, name
+    assert "reasoning accuracy, greedy" in saved["noise"]
+    assert "| noise (2 SE) |" in report
 
 
 def test_plot_overlays_runs(tmp_path):

@@ -134,7 +134,7 @@ def effects_markdown(summaries: dict[str, list[dict]]) -> str:
             pairs = [
                 (run[metric], base[metric])
                 for run, base in zip(summaries[variant], summaries["GRPO"], strict=True)
-                if run[metric] is not None and base[metric] is not None
+                if run.get(metric) is not None and base.get(metric) is not None
             ]
             if not pairs:
                 continue

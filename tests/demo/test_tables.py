@@ -1,0 +1,48 @@
+"""The demo's before/after table and apo compare's effects table."""
+
+import math
+
+import pytest
+
+from apo.demo.compare import effects_markdown
+from apo.demo.run import noise_band, table_rows
+
+
+def test_noise_band_is_two_standard_errors_of_the_difference():
+    # 2 * sqrt((0.5 * 0.5 + 0.8 * 0.2) / 100) = 2 * sqrt(0.0041)
+    assert noise_band(0.5, 0.8, 100) == pytest.approx(2 * math.sqrt(0.0041))
+    assert noise_band(0.0, 1.0, 50) == 0.0  # certain outcomes carry no sampling noise
+    assert noise_band(0.5, 0.5, 400) < noise_band(0.5, 0.5, 100)
+
+
+def test_table_marks_changes_beyond_and_within_the_noise():
+    result = {
+        "samples": 8,
+        "before_after": {
+            "reasoning accuracy, greedy": (0.40, 0.80),
+            "general accuracy, greedy": (0.95, 0.93),
+            "length, incorrect (sampled)": (34.6, 26.1),
+        },
+        "noise": {"reasoning accuracy, greedy": 0.09, "general accuracy, greedy": 0.07},
+    }
+    rows = {row[0]: row for row in table_rows(result)}
+    assert rows["reasoning accuracy, greedy"][1:] == (
+        "40.0%", "80.0%", "+40.0 points", "± 9.0 (beyond)"
+    )  # fmt: skip
+    assert rows["general accuracy, greedy"][3:] == ("-2.0 points", "± 7.0 (within)")
+    assert rows["length, incorrect (sampled)"][1:] == ("34.6", "26.1", "-8.5", "")
+
+
+def test_effects_are_paired_differences_with_grpo_over_seeds():
+    def run(length, kl):
+        return {"length incorrect": length, "KL": kl, "entropy": None}
+
+    summaries = {
+        "GRPO": [run(30.0, 0.10), run(32.0, 0.20)],
+        "GRPO+STCR": [run(26.0, 0.10), run(30.0, 0.20)],
+        "GRPO+DADS": [run(30.0, 0.05), run(32.0, 0.10)],
+    }
+    table = effects_markdown(summaries)
+    assert "| STCR | length incorrect | -3 ± 1.4 | -4, -2 |" in table
+    assert "| DADS | KL | -0.075 ± 0.035 | -0.05, -0.1 |" in table
+    assert "entropy" not in table  # no values: no row
