@@ -33,6 +33,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch import Tensor
 
 from apo.algorithms import apo_objective, shape_advantages
@@ -47,9 +49,7 @@ from apo.checkpoint import (
 )
 from apo.config import TrainConfig, config_changes, config_to_yaml
 from apo.data import DataError, PromptDataset, ResumableSampler
-from apo.data.dataset import DataReport
-from apo.data.prompts import render_prompt
-from apo.evaluation.benchmarks import get_benchmark
+from apo.evaluation.training import PeriodicEvaluation
 from apo.memory import OutOfMemory, is_out_of_memory, release_memory
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
@@ -62,9 +62,7 @@ from apo.models import (
     load_model,
     sequence_log_probs,
 )
-from apo.rewards import RewardRunner, RewardSample, reward_name
-from apo.rewards.answer import extract_answer
-from apo.rewards.format import is_well_formatted
+from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
 from apo.rollout import PromptInput, Rollout, TransformersEngine
 from apo.tracking import RunTracker
@@ -166,9 +164,6 @@ class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
 
     def __init__(self, config: TrainConfig, resume: str | bool | None = None) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
-
         self.config = config
         # Several processes without a GPU: accelerate wants cpu=True to use gloo.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -202,12 +197,6 @@ class Trainer:
         self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
         if self.is_main and self.dataset.report.dropped:
             logger.warning("training data: %s", self.dataset.report.summary())
-        self.eval_questions: dict[str, list] = {}  # benchmark sets: their questions
-        self.eval_datasets = {
-            name: self._load_eval_set(name, eval_set)
-            for name, eval_set in config.eval.datasets.items()
-        }
-        self._judge = None  # worker processes judging benchmark answers, when needed
         self._step_encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
         self.sampler = ResumableSampler(
             len(self.dataset),
@@ -222,6 +211,13 @@ class Trainer:
             self.accelerator.num_processes,
         )
         self.rewards = RewardRunner(config.rewards)
+        self.evaluation = PeriodicEvaluation(
+            config.eval.datasets,
+            self.processor,
+            self.is_multimodal,
+            self.rewards,
+            judge_timeout=config.rewards.timeout_seconds,
+        )
 
         # --- optimisation
         self.total_steps = config.total_steps(len(self.dataset))
@@ -336,7 +332,7 @@ class Trainer:
         start = time.perf_counter()
         examples = [self.dataset.examples[i] for i in indices]
         scored = self.rewards.score(
-            [self._reward_sample(examples[r.prompt_index], r) for r in rollouts]
+            [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
         )
         timings["time/reward"] = time.perf_counter() - start
 
@@ -393,11 +389,6 @@ class Trainer:
                 f"at a time. Lower rollout.group_size (now {rollout.group_size}) or "
                 f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
             ) from None
-
-    @staticmethod
-    def _reward_sample(example, rollout: Rollout) -> RewardSample:
-        info = {"question": example.question, "choices": example.choices, "id": example.id}
-        return RewardSample(response=rollout.text, answer=example.answer, info=info | example.extra)
 
     def _kept_responses(self, rewards: Tensor) -> Tensor:
         """[N] bool: responses that enter the update (all, unless uniform groups are dropped)."""
@@ -823,89 +814,15 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Accuracy, reward components and lengths on every evaluation set."""
-        metrics: dict[str, float] = {}
-        for name, dataset in self.eval_datasets.items():
-            results = self._evaluate_one(name, dataset, self.config.eval.datasets[name])
-            metrics |= {f"eval/{name}/{k}": v for k, v in results.items()}
-        return metrics
-
-    def _load_eval_set(self, name: str, eval_set) -> PromptDataset:
-        """A training-format set, or a benchmark's questions (kept for judging)."""
-        if eval_set.benchmark is None:
-            return PromptDataset.load(eval_set.data, self.processor, self.is_multimodal)
-        benchmark = get_benchmark(eval_set.benchmark)
-        questions = benchmark.questions(
-            eval_set.data.path, eval_set.split or benchmark.splits[0], eval_set.data.limit
+        """Accuracy, lengths, truncation and format rates on every evaluation set."""
+        accelerator = self.accelerator
+        return self.evaluation.evaluate(
+            self.engine,
+            self.config.rollout,
+            rank=accelerator.process_index,
+            world=accelerator.num_processes,
+            gather=gather_object,
         )
-        self.eval_questions[name] = questions
-        examples = [question.example() for question in questions]
-        prompts = [
-            render_prompt(e, self.processor, eval_set.data.prompt, self.is_multimodal)
-            for e in examples
-        ]
-        return PromptDataset(examples, prompts, DataReport(rows=len(examples), kept=len(examples)))
-
-    def _judge_benchmark(self, name: str, items: list) -> Tensor:
-        from apo.evaluation.runner import Judge
-
-        if self._judge is None:
-            self._judge = Judge(timeout=self.config.rewards.timeout_seconds)
-        verdicts = self._judge(get_benchmark(name), items)
-        return torch.tensor([v["correct"] for v in verdicts], dtype=torch.bool)
-
-    def _evaluate_one(self, name: str, dataset: PromptDataset, eval_set) -> dict[str, float]:
-        cfg = self.config
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        indices = list(range(rank, len(dataset), world))
-        sampling = cfg.rollout.model_copy(
-            update={
-                "group_size": eval_set.samples_per_question,
-                "temperature": eval_set.temperature,
-                "max_new_tokens": eval_set.max_new_tokens or cfg.rollout.max_new_tokens,
-            }
-        )
-        rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
-        benchmark = eval_set.benchmark
-        names = ["format"] if benchmark else [reward_name(c.name) for c in cfg.rewards.components]
-        # Sums, so that processes with different numbers of questions add up exactly.
-        sums = torch.zeros(6 + len(names), dtype=torch.float64)
-        if rollouts:
-            if benchmark:  # the benchmark's own rule
-                questions = [self.eval_questions[name][indices[r.prompt_index]] for r in rollouts]
-                answers = [extract_answer(r.text) for r in rollouts]
-                correct = self._judge_benchmark(
-                    benchmark, list(zip(questions, answers, strict=True))
-                )
-                formatted = [float(is_well_formatted(r.text)) for r in rollouts]
-                components = {"format": torch.tensor(formatted, dtype=torch.float64)}
-            else:
-                examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
-                scored = self.rewards.score(
-                    [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
-                )
-                correct, components = scored.correct, scored.components
-            length = torch.tensor([r.length for r in rollouts], dtype=torch.float64)
-            sums[0] = len(rollouts)
-            sums[1] = correct.sum()
-            sums[2] = length[correct].sum()
-            sums[3] = length[~correct].sum()
-            sums[4] = sum(r.truncated for r in rollouts)
-            sums[5] = length.sum()
-            for j, component in enumerate(names):
-                sums[6 + j] = components[component].sum()
-        total = self.accelerator.reduce(sums.to(self.accelerator.device), "sum").tolist()
-        n, right = max(total[0], 1), total[1]
-        metrics = {
-            "accuracy": right / n,
-            "length_mean": total[5] / n,
-            "length_correct_mean": total[2] / right if right else float("nan"),
-            "length_incorrect_mean": total[3] / (n - right) if n > right else float("nan"),
-            "truncated_frac": total[4] / n,
-        }
-        for j, component in enumerate(names):
-            metrics[component] = total[6 + j] / n
-        return metrics
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -1039,7 +956,7 @@ class Trainer:
                     progress.console.log(f"step {self.step_index}: {summary}")
 
             def evaluate() -> dict[str, float]:
-                names = ", ".join(self.eval_datasets)
+                names = ", ".join(self.evaluation.sets)
                 progress.update(task, summary=f"evaluating {names}...")
                 metrics = self.evaluate()
                 progress.update(task, summary="")
@@ -1055,8 +972,7 @@ class Trainer:
 
     def close(self) -> None:
         self.rewards.close()
-        if self._judge is not None:
-            self._judge.close()
+        self.evaluation.close()
         self.tracker.close()
 
 

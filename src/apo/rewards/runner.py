@@ -90,6 +90,13 @@ class RewardSample:
     answer: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, example: Any, response: str) -> RewardSample:
+        """A response to a data row (an :class:`apo.data.Example`): the reward
+        functions get the row's ``question``, ``choices``, ``id`` and extra fields."""
+        info = {"question": example.question, "choices": example.choices, "id": example.id}
+        return cls(response=response, answer=example.answer, info=info | example.extra)
+
 
 class InvalidRewardValue(TypeError):
     """A reward function returned something other than a finite number."""
