@@ -50,7 +50,7 @@ from apo.checkpoint import (
 from apo.config import TrainConfig, config_changes, config_to_yaml
 from apo.data import DataError, PromptDataset, ResumableSampler
 from apo.evaluation.training import PeriodicEvaluation
-from apo.memory import OutOfMemory, is_out_of_memory, release_memory
+from apo.memory import OutOfMemory, retry_halving
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
     SequenceBatch,
@@ -381,9 +381,7 @@ class Trainer:
         rollout = self.config.rollout
         try:
             return self.engine.generate(prompts, rollout, seeds)
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
+        except OutOfMemory:
             raise OutOfMemory(
                 f"out of memory generating at step {self.step_index + 1}, even for one prompt "
                 f"at a time. Lower rollout.group_size (now {rollout.group_size}) or "
@@ -480,39 +478,36 @@ class Trainer:
             )
         return parts
 
-    def _after_out_of_memory(self, updates: list[list[MicroBatch]], index: int) -> None:
-        """Halve the micro-batch size (for the rest of the run too) and re-cut every
-        update of this step to it; or stop the run when that cannot help."""
-        largest = max(len(m) for m in updates[index])
-        if largest == 1 or self.accelerator.num_processes > 1:
-            reason = (
-                "even one sequence per micro-batch"
-                if largest == 1
-                else "no automatic retry with several processes"
-            )
-            raise OutOfMemory(
-                f"out of memory in the update at step {self.step_index + 1} ({reason}). Lower "
-                f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
-                f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
-                "on model.gradient_checkpointing / lora.enabled"
-            )
-        self.micro_batch_size = max(1, (largest + 1) // 2)
+    def _smaller_micro_batches(self, updates: list[list[MicroBatch]], size: int) -> None:
+        """Cut every update of this step into micro-batches of ``size`` (kept for the
+        rest of the run) after running out of memory."""
+        self.micro_batch_size = size
         if self.is_main:
             logger.warning(
                 "out of memory in the update at step %d: retrying with micro-batches of %d; set "
                 "batch.micro_batch_size=%d to avoid the retry",
                 self.step_index + 1,
-                self.micro_batch_size,
-                self.micro_batch_size,
+                size,
+                size,
             )
         for position, micro_batches in enumerate(updates):
-            while max(len(m) for m in micro_batches) > self.micro_batch_size:
-                micro_batches = [
-                    part
-                    for m in micro_batches
-                    for part in (self._halves(m) if len(m) > self.micro_batch_size else [m])
-                ]
+            while max(len(m) for m in micro_batches) > size:
+                halved = [self._halves(m) if len(m) > size else [m] for m in micro_batches]
+                micro_batches = [part for parts in halved for part in parts]
             updates[position] = micro_batches
+
+    def _update_advice(self, size: int) -> str:
+        reason = (
+            "even one sequence per micro-batch"
+            if size == 1
+            else "no automatic retry with several processes"
+        )
+        return (
+            f"out of memory in the update at step {self.step_index + 1} ({reason}). Lower "
+            f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
+            f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
+            "on model.gradient_checkpointing / lora.enabled"
+        )
 
     @torch.no_grad()
     def _fill_log_probs(self, updates: list[list[MicroBatch]], reference: bool) -> None:
@@ -528,34 +523,37 @@ class Trainer:
         if on_policy and not reference:
             return
         for micro_batches in updates:
-            while True:
-                try:
-                    self._log_prob_pass(micro_batches, reference, not on_policy)
-                    break
-                except Exception as error:
-                    if not is_out_of_memory(error):
-                        raise
-                release_memory()  # here, once the traceback holding the tensors is gone
-                rows = sum(len(m) for m in micro_batches)
-                if min(self.logprob_batch_size, rows) == 1 or self.accelerator.num_processes > 1:
-                    raise OutOfMemory(
-                        f"out of memory in the log-prob pass at step {self.step_index + 1}. "
-                        f"Lower batch.logprob_batch_size (now {self.logprob_batch_size}) or "
-                        f"batch.logprob_chunk_size, or rollout.max_new_tokens"
-                    ) from None
-                self.logprob_batch_size = min(self.logprob_batch_size, rows) // 2
-                if self.is_main:
-                    logger.warning(
-                        "out of memory in the log-prob pass at step %d: retrying with batches of "
-                        "%d; set batch.logprob_batch_size=%d to avoid the retry",
-                        self.step_index + 1,
-                        self.logprob_batch_size,
-                        self.logprob_batch_size,
-                    )
+            rows = sum(len(m) for m in micro_batches)
+            retry_halving(
+                lambda size, micro_batches=micro_batches: self._log_prob_pass(
+                    micro_batches, reference, not on_policy, size
+                ),
+                min(self.logprob_batch_size, rows),
+                retry=self.accelerator.num_processes == 1,
+                on_halve=self._smaller_log_prob_batches,
+                advice=lambda size: (
+                    f"out of memory in the log-prob pass at step {self.step_index + 1}. "
+                    f"Lower batch.logprob_batch_size (now {self.logprob_batch_size}) or "
+                    f"batch.logprob_chunk_size, or rollout.max_new_tokens"
+                ),
+            )
 
-    def _log_prob_pass(self, micro_batches: list[MicroBatch], reference: bool, old: bool) -> None:
+    def _smaller_log_prob_batches(self, old: int, new: int) -> None:
+        self.logprob_batch_size = new  # for the rest of the run too
+        if self.is_main:
+            logger.warning(
+                "out of memory in the log-prob pass at step %d: retrying with batches of "
+                "%d; set batch.logprob_batch_size=%d to avoid the retry",
+                self.step_index + 1,
+                new,
+                new,
+            )
+
+    def _log_prob_pass(
+        self, micro_batches: list[MicroBatch], reference: bool, old: bool, size: int
+    ) -> None:
         """Set ``ref_logp`` / ``old_logp`` of one update's micro-batches from forward
-        passes over ``logprob_batch_size`` rows at a time."""
+        passes over ``size`` rows at a time."""
         temperature = self.config.rollout.temperature or 1.0
 
         def log_probs(batch: SequenceBatch) -> dict[str, Tensor]:
@@ -571,7 +569,8 @@ class Trainer:
                 ).logp
             return values
 
-        if self.logprob_batch_size == self.micro_batch_size:  # the micro-batches themselves
+        if size == min(self.micro_batch_size, sum(len(m) for m in micro_batches)):
+            # batches of the micro-batches' size: the micro-batches themselves
             for micro in micro_batches:
                 for name, values in log_probs(micro.batch).items():
                     setattr(micro, name, values)
@@ -586,8 +585,8 @@ class Trainer:
             for micro in micro_batches
             for row, response in enumerate(micro.responses())
         ]
-        for start in range(0, len(rows), self.logprob_batch_size):
-            chunk = rows[start : start + self.logprob_batch_size]
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
             batch = self._sequence_batch(
                 [m.prompts[r] for m, r, _ in chunk], [response for _, _, response in chunk]
             )
@@ -604,18 +603,16 @@ class Trainer:
         for _ in range(cfg.algorithm.ppo_epochs):
             for index, micro_batches in enumerate(updates):
                 denominator = self._global_denominator(micro_batches)
-                while True:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    try:
-                        update_sums = self._accumulate_gradients(micro_batches, denominator)
-                        break
-                    except Exception as error:
-                        if not is_out_of_memory(error):
-                            raise
-                    self.optimizer.zero_grad(set_to_none=True)
-                    release_memory()
-                    self._after_out_of_memory(updates, index)
-                    micro_batches = updates[index]
+                update_sums, _ = retry_halving(
+                    lambda size, index=index, denominator=denominator: self._accumulate_gradients(
+                        updates[index], denominator
+                    ),
+                    max(len(m) for m in micro_batches),
+                    retry=accelerator.num_processes == 1,
+                    on_halve=lambda old, new: self._smaller_micro_batches(updates, new),
+                    advice=self._update_advice,
+                )
+                micro_batches = updates[index]
                 for key, value in update_sums.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += len(micro_batches)
@@ -640,6 +637,7 @@ class Trainer:
     ) -> dict[str, float]:
         """Forward and backward over one update's micro-batches; returns metric sums."""
         cfg, accelerator = self.config, self.accelerator
+        self.optimizer.zero_grad(set_to_none=True)
         algorithm = cfg.algorithm
         temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from apo.memory import is_out_of_memory, release_memory
+from apo.memory import retry_halving
 from apo.models.inputs import encode_prompts
 from apo.models.unwrap import unwrap_model
 from apo.rollout.base import FinishReason, PromptInput, Rollout, SamplingConfig
@@ -84,43 +84,55 @@ class TransformersEngine:
         was_training = model.training
         model.eval()  # no dropout while sampling
         try:
-            rollouts: list[Rollout] = []
             if seeds is not None:
                 if len(seeds) != len(prompts):
                     raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+                rollouts: list[Rollout] = []
                 for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
                     with torch.random.fork_rng(devices=_cuda_devices(model)):
                         torch.manual_seed(seed)
-                        rollouts += self._generate_chunk(model, [prompt], index, sampling)
+                        rollouts += self._generate_in_batches(model, [prompt], index, sampling)
                 return rollouts
-            for start in range(0, len(prompts), sampling.max_batch_size):
-                chunk = prompts[start : start + sampling.max_batch_size]
-                rollouts += self._generate_halving(model, chunk, start, sampling)
-            return rollouts
+            return self._generate_in_batches(model, prompts, 0, sampling)
         finally:
             model.train(was_training)
 
-    def _generate_halving(
+    def _generate_in_batches(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
     ) -> list[Rollout]:
-        """One call; out of memory with several prompts, two calls with half each."""
-        try:
-            return self._generate_chunk(model, prompts, offset, sampling)
-        except Exception as error:
-            if not is_out_of_memory(error) or len(prompts) == 1:
-                raise
-        release_memory()
-        half = len(prompts) // 2
-        logger.warning(
-            "out of memory generating for %d prompts at once: retrying with %d and %d "
-            "(lower rollout.max_batch_size to avoid the retry)",
-            len(prompts),
-            half,
-            len(prompts) - half,
-        )
-        return self._generate_halving(
-            model, prompts[:half], offset, sampling
-        ) + self._generate_halving(model, prompts[half:], offset + half, sampling)
+        """Generation calls of ``max_batch_size`` prompts; out of memory, of half as
+        many (kept for the calls that follow)."""
+
+        def warn(old: int, new: int) -> None:
+            logger.warning(
+                "out of memory generating for %d prompts at once: retrying with %d and %d "
+                "(lower rollout.max_batch_size to avoid the retry)",
+                old,
+                new,
+                old - new,
+            )
+
+        def advice(size: int) -> str:
+            return (
+                f"out of memory generating even one prompt's {sampling.group_size} responses "
+                f"of up to {sampling.max_new_tokens} tokens: lower the group size or the "
+                "number of new tokens, or use smaller images"
+            )
+
+        rollouts: list[Rollout] = []
+        start, size = 0, sampling.max_batch_size
+        while start < len(prompts):
+            chunk, size = retry_halving(
+                lambda n, start=start: self._generate_chunk(
+                    model, prompts[start : start + n], offset + start, sampling
+                ),
+                min(size, len(prompts) - start),
+                on_halve=warn,
+                advice=advice,
+            )
+            rollouts += chunk
+            start += size
+        return rollouts
 
     def _generate_chunk(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
