@@ -341,11 +341,7 @@ class Trainer:
         # 4. advantages (STCR) and KL weights (DADS), group by group
         lengths = torch.tensor([r.length for r in rollouts], dtype=torch.float32)
         shaped = shape_advantages(
-            scored.total,
-            scored.correct,
-            lengths,
-            cfg.rollout.group_size,
-            **cfg.algorithm.shaping_kwargs(),
+            scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
         keep = self._kept_responses(scored.total)
 
@@ -638,7 +634,6 @@ class Trainer:
         """Forward and backward over one update's micro-batches; returns metric sums."""
         cfg, accelerator = self.config, self.accelerator
         self.optimizer.zero_grad(set_to_none=True)
-        algorithm = cfg.algorithm
         temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}
         for index, micro in enumerate(micro_batches):
@@ -660,10 +655,9 @@ class Trainer:
                     micro.loss_mask,
                     micro.advantages,
                     micro.kl_weights,
-                    beta=algorithm.beta if micro.ref_logp is not None else 0.0,
+                    cfg.algorithm,  # no reference (ref_logp None) only with beta = 0
                     max_tokens=cfg.rollout.max_new_tokens,
                     denominator=denominator,
-                    **algorithm.objective_kwargs(),
                 )
                 # DDP averages gradients over processes; the denominator already
                 # counts every process, so undo that average.

@@ -5,11 +5,11 @@ indices [k*G, (k+1)*G) of every per-sample tensor.
 """
 
 from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS, group_advantages
+from apo.algorithms.config import OFFICIAL_BETA, AlgorithmConfig
 from apo.algorithms.dads import DADS_SCHEDULES, dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
 from apo.algorithms.kl import KL_ESTIMATORS, kl_divergence
 from apo.algorithms.objective import (
-    OFFICIAL_BETA,
     ShapedAdvantages,
     apo_loss,
     apo_objective,
@@ -26,6 +26,7 @@ __all__ = [
     "LOSS_AGGREGATIONS",
     "OFFICIAL_BETA",
     "OFFICIAL_STCR_BASE",
+    "AlgorithmConfig",
     "ShapedAdvantages",
     "aggregate_loss",
     "apo_loss",

@@ -79,7 +79,10 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
                 "max_batch_size": 64,
             },
             "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
-            "algorithm": {"name": settings.algorithm, "dads": settings.dads, "stcr": settings.stcr},
+            "algorithm": {  # the ablation flags, when given, over the algorithm's
+                "dads": settings.algorithm == "apo" if settings.dads is None else settings.dads,
+                "stcr": settings.algorithm == "apo" if settings.stcr is None else settings.stcr,
+            },
             "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
             "batch": {
                 "prompts_per_step": settings.prompts_per_step,
