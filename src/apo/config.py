@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from apo.algorithms import AlgorithmConfig
 from apo.data import DataConfig
+from apo.evaluation.training import EvalConfig
 from apo.models import LoraSettings, ModelConfig
+from apo.nested import merge
 from apo.rewards import RewardConfig
-from apo.rollout import SamplingConfig
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from apo.rollout import RolloutConfig
+from apo.section import Section
 
 
 class ReferenceConfig(Section):
@@ -40,21 +39,6 @@ class ReferenceConfig(Section):
         None, description="dtype of a frozen copy; None: the policy's."
     )
     device: str | None = Field(None, description="Device of a frozen copy; None: the policy's.")
-
-
-class RolloutConfig(SamplingConfig):
-    """How responses are generated (G per prompt)."""
-
-    engine: Literal["transformers"] = Field(
-        "transformers", description="Generation engine: transformers' generate with the policy."
-    )
-    seed_per_prompt: bool = Field(
-        False,
-        description=(
-            "Sample each prompt alone with a seed derived from (seed, step, prompt): the "
-            "responses no longer depend on batching or the number of processes (slower)."
-        ),
-    )
 
 
 class OptimConfig(Section):
@@ -150,44 +134,6 @@ class CheckpointConfig(Section):
     merge_lora: bool = Field(True, description="Merge LoRA adapters into the exported model.")
 
 
-class EvalSet(Section):
-    """One evaluation set and how it is decoded."""
-
-    data: DataConfig = Field(description="The questions (any training data format).")
-    benchmark: str | None = Field(
-        None,
-        description=(
-            "A benchmark of apo eval (mathvista, mathverse, mmk12, mathvision, mmstar, mmmu, "
-            "custom): data.path holds its files, its rule judges the answers. None: the data "
-            "is in the training format and judged by the reward components."
-        ),
-    )
-    split: str | None = Field(None, description="The benchmark's split; None: its default.")
-    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
-    samples_per_question: int = Field(
-        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
-    )
-    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
-
-    @field_validator("benchmark")
-    @classmethod
-    def _known_benchmark(cls, value: str | None) -> str | None:
-        from apo.evaluation.benchmarks import get_benchmark
-
-        return None if value is None else get_benchmark(value).name
-
-
-class EvalConfig(Section):
-    """Periodic evaluation on held-out questions."""
-
-    every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
-    at_start: bool = Field(False, description="Also evaluate before the first step.")
-    datasets: dict[str, EvalSet] = Field(
-        default_factory=dict,
-        description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
-    )
-
-
 class TrainConfig(Section):
     """Everything ``apo train`` needs."""
 
@@ -281,28 +227,6 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
         node[parts[-1]] = value
     return tree
-
-
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted.key, old value, new value)`` for every setting that differs."""
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            changes += [(f"{key}.{k}", b, a) for k, b, a in config_changes(before, after)]
-        elif before != after:
-            changes.append((key, before, after))
-    return changes
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

@@ -26,29 +26,25 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch import Tensor
 
-from apo.algorithms import apo_objective, shape_advantages
+from apo.algorithms import apo_objective, shape_advantages, varied_groups
+from apo.batching import MicroBatch, StepBatcher
 from apo.checkpoint import (
     check_free_space,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     read_trainer_state,
     register_lora_hooks,
     save_checkpoint,
 )
-from apo.config import TrainConfig, config_changes, config_to_yaml
-from apo.data import DataError, PromptDataset, ResumableSampler
+from apo.config import TrainConfig, config_to_yaml
+from apo.data import PromptDataset, ResumableSampler
 from apo.evaluation.training import PeriodicEvaluation
 from apo.memory import OutOfMemory, retry_halving
 from apo.metrics import memory_metrics, rollout_metrics, throughput
@@ -56,23 +52,19 @@ from apo.models import (
     SequenceBatch,
     apply_lora,
     build_reference,
-    build_sequence_batch,
-    collate_prompts,
-    encode_prompts,
     load_model,
     sequence_log_probs,
 )
+from apo.preflight import check_inputs_exist, check_resumable
+from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
-from apo.rollout import PromptInput, Rollout, TransformersEngine
-from apo.tracking import RunTracker
+from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
+from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# Settings a checkpoint cannot be resumed under, and settings expected to change on resume.
-INCOMPATIBLE = ("model.name_or_path", "lora.")
-EXPECTED = ("logging.", "checkpoint.", "training.max_steps", "training.episodes")
 
 
 class StopTraining(SystemExit):
@@ -138,28 +130,6 @@ def rank_positions(
     ]
 
 
-@dataclass
-class MicroBatch:
-    """A slice of the rollout ready for the model, with its per-response tensors."""
-
-    prompts: list[PromptInput]  # kept to rebuild halves after an out-of-memory error
-    batch: SequenceBatch
-    loss_mask: Tensor  # [B, T]: response tokens that enter the loss
-    advantages: Tensor  # [B]
-    kl_weights: Tensor  # [B]
-    ref_logp: Tensor | None = None
-    old_logp: Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    def responses(self, rows: slice = slice(None)) -> list[list[int]]:
-        """The response token ids of these rows, without padding."""
-        lengths = self.batch.response_mask[rows].sum(dim=1).tolist()
-        ids = self.batch.response_ids[rows].tolist()
-        return [row[:length] for row, length in zip(ids, lengths, strict=True)]
-
-
 class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
 
@@ -178,7 +148,7 @@ class Trainer:
         set_seed(config.training.seed, device_specific=True)  # + process index
 
         # --- model, reference, data, rewards, engine
-        _check_inputs_exist(config, resume)  # before the (possibly long) model load
+        check_inputs_exist(config, resume)  # before the (possibly long) model load
         loaded = load_model(config.model, device=self.accelerator.device)
         self.processor, self.tokenizer = loaded.processor, loaded.tokenizer
         self.is_multimodal = loaded.is_multimodal
@@ -197,7 +167,6 @@ class Trainer:
         self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
         if self.is_main and self.dataset.report.dropped:
             logger.warning("training data: %s", self.dataset.report.summary())
-        self._step_encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
         self.sampler = ResumableSampler(
             len(self.dataset),
             config.batch.prompts_per_step,
@@ -246,8 +215,11 @@ class Trainer:
         # Not prepared: accelerate would step it once per process. Its state goes in
         # trainer_state.json: accelerate would pickle it and load it with code allowed.
         self.scheduler = scheduler
-        self.engine = TransformersEngine(
-            self.policy, self.processor, self.tokenizer, self.is_multimodal
+        self.engine: RolloutEngine = build_engine(
+            config.rollout.engine, self.policy, self.processor, self.tokenizer, self.is_multimodal
+        )
+        self.batcher = StepBatcher(
+            self.processor, self.tokenizer.pad_token_id, self.is_multimodal, self.accelerator.device
         )
 
         # --- bookkeeping
@@ -315,7 +287,7 @@ class Trainer:
         step_start = time.perf_counter()
 
         # 1. this process's prompts
-        self._step_encodings = {}
+        self.batcher.new_step()
         global_indices = self.sampler.next_batch()
         indices = [global_indices[p] for p in self.positions]
         prompts = self.dataset.prompt_inputs(indices)
@@ -343,11 +315,23 @@ class Trainer:
         shaped = shape_advantages(
             scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
-        keep = self._kept_responses(scored.total)
+        keep = (
+            varied_groups(scored.total, cfg.rollout.group_size)
+            if cfg.algorithm.filter_uniform_groups
+            else torch.ones_like(scored.total, dtype=torch.bool)
+        )
 
         # 5. per update, micro-batches with reference (and old) log-probs
         start = time.perf_counter()
-        updates = self._build_updates(prompts, rollouts, shaped.advantages, shaped.kl_weights, keep)
+        updates = self.batcher.updates(
+            prompts,
+            rollouts,
+            shaped.advantages,
+            shaped.kl_weights,
+            keep,
+            self.updates_per_step,
+            self.micro_batch_size,
+        )
         timings["time/batching"] = time.perf_counter() - start
         start = time.perf_counter()
         self._fill_log_probs(
@@ -361,7 +345,7 @@ class Trainer:
         timings["time/update"] = time.perf_counter() - start
         timings["time/step"] = time.perf_counter() - step_start
 
-        self._step_encodings = {}
+        self.batcher.new_step()
         # 7. metrics of the whole step, over all processes
         metrics = self._rollout_metrics(rollouts, scored, shaped, keep, timings)
         metrics |= loss_metrics
@@ -384,96 +368,6 @@ class Trainer:
                 f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
             ) from None
 
-    def _kept_responses(self, rewards: Tensor) -> Tensor:
-        """[N] bool: responses that enter the update (all, unless uniform groups are dropped)."""
-        if not self.config.algorithm.filter_uniform_groups:
-            return torch.ones_like(rewards, dtype=torch.bool)
-        grouped = rewards.reshape(-1, self.config.rollout.group_size)
-        varied = (grouped != grouped[:, :1]).any(dim=1, keepdim=True)
-        return varied.expand_as(grouped).reshape(-1)
-
-    def _build_updates(
-        self,
-        prompts: list[PromptInput],
-        rollouts: list[Rollout],
-        advantages: Tensor,
-        kl_weights: Tensor,
-        keep: Tensor,
-    ) -> list[list[MicroBatch]]:
-        """This process's responses, cut into updates, then into micro-batches.
-
-        Responses left out of the update (``keep`` False) stay in their
-        micro-batch with an empty loss mask: every process then runs the same
-        number of forward/backward passes, which distributed training requires.
-        """
-        per_update = len(rollouts) // self.updates_per_step
-        size = self.micro_batch_size
-        device = self.accelerator.device
-        updates = []
-        for first in range(0, len(rollouts), per_update):
-            micro_batches = []
-            for start in range(first, first + per_update, size):
-                rows = list(range(start, min(start + size, first + per_update)))
-                batch = self._sequence_batch(
-                    [prompts[rollouts[i].prompt_index] for i in rows],
-                    [rollouts[i].response_ids for i in rows],
-                )
-                micro_batches.append(
-                    MicroBatch(
-                        prompts=[prompts[rollouts[i].prompt_index] for i in rows],
-                        batch=batch,
-                        loss_mask=batch.response_mask & keep[rows].to(device)[:, None],
-                        advantages=advantages[rows].to(device),
-                        kl_weights=kl_weights[rows].to(device),
-                    )
-                )
-            updates.append(micro_batches)
-        return updates
-
-    def _sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
-        pad_id = self.tokenizer.pad_token_id
-        inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], pad_id)
-        return build_sequence_batch(inputs, responses, pad_id).to(self.accelerator.device)
-
-    def _encoded(self, prompt: PromptInput) -> dict[str, Tensor]:
-        """A prompt's processor output (its images processed), once per step: its G
-        responses, and every pass over them, share it."""
-        key = id(prompt)
-        if key not in self._step_encodings:
-            encoded = encode_prompts(
-                self.processor, [prompt.text], [prompt.images], self.is_multimodal
-            )
-            self._step_encodings[key] = (prompt, encoded)  # the prompt keeps its id taken
-        return self._step_encodings[key][1]
-
-    def _halves(self, micro: MicroBatch) -> list[MicroBatch]:
-        """The micro-batch as two, each padded only to its own longest response.
-
-        Losses are sums over tokens divided by the update's denominator, so two
-        halves accumulate the same gradient as the whole (up to float rounding).
-        """
-        half = len(micro) // 2
-        parts = []
-        for rows in (slice(0, half), slice(half, len(micro))):
-            batch = self._sequence_batch(micro.prompts[rows], micro.responses(rows))
-            width = batch.response_ids.shape[1]
-
-            def cut(tensor: Tensor | None, rows=rows, width=width) -> Tensor | None:
-                return None if tensor is None else tensor[rows, :width]
-
-            parts.append(
-                MicroBatch(
-                    prompts=micro.prompts[rows],
-                    batch=batch,
-                    loss_mask=cut(micro.loss_mask),
-                    advantages=micro.advantages[rows],
-                    kl_weights=micro.kl_weights[rows],
-                    ref_logp=cut(micro.ref_logp),
-                    old_logp=cut(micro.old_logp),
-                )
-            )
-        return parts
-
     def _smaller_micro_batches(self, updates: list[list[MicroBatch]], size: int) -> None:
         """Cut every update of this step into micro-batches of ``size`` (kept for the
         rest of the run) after running out of memory."""
@@ -486,11 +380,7 @@ class Trainer:
                 size,
                 size,
             )
-        for position, micro_batches in enumerate(updates):
-            while max(len(m) for m in micro_batches) > size:
-                halved = [self._halves(m) if len(m) > size else [m] for m in micro_batches]
-                micro_batches = [part for parts in halved for part in parts]
-            updates[position] = micro_batches
+        self.batcher.recut(updates, size)
 
     def _update_advice(self, size: int) -> str:
         reason = (
@@ -583,7 +473,7 @@ class Trainer:
         ]
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            batch = self._sequence_batch(
+            batch = self.batcher.sequence_batch(
                 [m.prompts[r] for m, r, _ in chunk], [response for _, _, response in chunk]
             )
             for name, values in log_probs(batch).items():
@@ -781,26 +671,9 @@ class Trainer:
 
     def _log_samples(self, examples, rollouts, scored, shaped) -> None:
         count = min(self.config.logging.samples_per_step, len(rollouts))
-        if not self.is_main or count == 0:
-            return
-        samples = []
-        for i in range(count):
-            example = examples[rollouts[i].prompt_index]
-            samples.append(
-                {
-                    "id": example.id,
-                    "question": example.question,
-                    "answer": example.answer,
-                    "response": rollouts[i].text,
-                    "reward": float(scored.total[i]),
-                    "correct": bool(scored.correct[i]),
-                    "length": rollouts[i].length,
-                    "advantage": float(shaped.advantages[i]),
-                    "kl_weight": float(shaped.kl_weights[i]),
-                    "stcr_weight": float(shaped.stcr_weights[i]),
-                }
-            )
-        self.tracker.log_samples(self.step_index + 1, samples)  # the step being completed
+        if self.is_main and count:
+            records = sample_records(examples, rollouts[:count], scored, shaped)
+            self.tracker.log_samples(self.step_index + 1, records)  # the step being completed
 
     # ------------------------------------------------------------------ evaluation
 
@@ -853,7 +726,7 @@ class Trainer:
                     "no checkpoint in %s: starting from scratch", self.run_dir / "checkpoints"
                 )
             return False
-        self._check_belongs_to_this_run(path, read_trainer_state(path)["config"])
+        check_resumable(path, read_trainer_state(path)["config"], self.config, warn=self.is_main)
         state = load_checkpoint(self.accelerator, path)
         self.sampler.load_state_dict(state["sampler"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -862,18 +735,6 @@ class Trainer:
         if self.is_main:
             logger.info("resumed from %s at step %d", path, self.step_index)
         return True
-
-    def _check_belongs_to_this_run(self, path: Path, saved: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another model or adapter; name every other setting
-        that changed since it was saved (changing some, like the learning rate, is fine)."""
-        changes = config_changes(saved, self.config.model_dump(mode="json"))
-        described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
-        fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
-        if fatal:
-            raise ValueError(f"checkpoint {path} belongs to another model: " + "; ".join(fatal))
-        changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
-        if changed and self.is_main:
-            logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
 
     def export_model(self) -> Path:
         """A Hugging Face folder loadable with ``from_pretrained`` (LoRA merged if asked)."""
@@ -909,92 +770,18 @@ class Trainer:
             self._stop_signal = int(flag)
         return bool(flag)
 
-    @contextlib.contextmanager
-    def _progress(self) -> Iterator[Any]:
-        """A progress bar with ETA; ``advance(metrics)`` after a step, ``evaluate()``
-        runs the evaluation with the bar saying so."""
-        if not self.is_main:
-            yield SimpleNamespace(advance=lambda metrics: None, evaluate=self.evaluate)
-            return
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
+    def _progress(self) -> contextlib.AbstractContextManager:
+        """The console: ``advance(metrics)`` after a step, ``evaluate()`` with the bar."""
+        return training_progress(
+            self.total_steps,
+            self.step_index,
+            self.config.logging.log_every,
+            self.evaluate,
+            eval_sets=", ".join(self.evaluation.sets),
+            enabled=self.is_main,
         )
-
-        columns = (
-            TextColumn("step {task.completed}/{task.total}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[summary]}"),
-        )
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task(
-                "train", total=self.total_steps, completed=self.step_index, summary=""
-            )
-
-            def advance(metrics: dict[str, float]) -> None:
-                summary = (
-                    f"reward {metrics['reward/total']:.3f}  "
-                    f"acc {metrics['reward/accuracy_rate']:.3f}  "
-                    f"len {metrics['length/mean']:.0f}  kl {metrics.get('kl/mean', 0.0):.4f}"
-                )
-                progress.update(task, advance=1, summary=summary)
-                if self.step_index % self.config.logging.log_every == 0:
-                    progress.console.log(f"step {self.step_index}: {summary}")
-
-            def evaluate() -> dict[str, float]:
-                names = ", ".join(self.evaluation.sets)
-                progress.update(task, summary=f"evaluating {names}...")
-                metrics = self.evaluate()
-                progress.update(task, summary="")
-                accuracies = "  ".join(
-                    f"{key.split('/')[1]} {value:.3f}"
-                    for key, value in metrics.items()
-                    if key.endswith("/accuracy")
-                )
-                progress.console.log(f"eval at step {self.step_index}: accuracy {accuracies}")
-                return metrics
-
-            yield SimpleNamespace(advance=advance, evaluate=evaluate)
 
     def close(self) -> None:
         self.rewards.close()
         self.evaluation.close()
         self.tracker.close()
-
-
-def _check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
-    """Data files, reward references and a writable run folder that holds no other
-    run's checkpoints, before anything loads."""
-    data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
-    for data in data_configs:
-        for path in [data.path] if isinstance(data.path, str) else (data.path or []):
-            if not Path(path).exists():
-                raise DataError(str(path), "no such file or folder", reason="missing_file")
-    RewardRunner.check_references(config.rewards)
-    run_dir = Path(config.logging.output_dir)
-    _check_writable(run_dir)
-    if not resume and list_checkpoints(run_dir / "checkpoints"):
-        # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
-        raise ValueError(
-            f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
-            "with --resume, or choose another folder"
-        )
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Fail now, not at the first checkpoint, if the run folder cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(
-            f"the run folder {run_dir} (logging.output_dir) is not writable: {error.strerror}"
-        ) from None

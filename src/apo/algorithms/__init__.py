@@ -8,6 +8,7 @@ from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS, group_advantages
 from apo.algorithms.config import OFFICIAL_BETA, AlgorithmConfig
 from apo.algorithms.dads import DADS_SCHEDULES, dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
+from apo.algorithms.groups import varied_groups
 from apo.algorithms.kl import KL_ESTIMATORS, kl_divergence
 from apo.algorithms.objective import (
     ShapedAdvantages,
@@ -40,4 +41,5 @@ __all__ = [
     "shape_advantages",
     "shaping_metrics",
     "stcr_weights",
+    "varied_groups",
 ]

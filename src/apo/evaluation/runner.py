@@ -19,14 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from apo.config import config_changes
 from apo.data.prompts import PromptConfig, prompt_input, render_prompt
 from apo.evaluation.answers import answer_questions, benchmark_verdicts
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
 from apo.evaluation.judge import Judge
 from apo.evaluation.report import markdown_summary, summarize
+from apo.models import LoadedModel, ModelConfig, load_model
+from apo.nested import config_changes
+from apo.rollout import RolloutEngine, SamplingConfig, build_engine
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +146,6 @@ def evaluate(
 
     Every benchmark's files are read and checked before the model is loaded.
     """
-    import torch
-
-    from apo.models import ModelConfig, load_model
-    from apo.rollout import SamplingConfig, TransformersEngine
-
     output = Path(output)
     keys = [r.key for r in requests]
     if len(set(keys)) != len(keys):
@@ -156,8 +155,8 @@ def evaluate(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
-    engine = TransformersEngine(
-        loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
+    engine = build_engine(
+        "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
     )
     sampling = SamplingConfig(
         group_size=settings.samples_per_question,
@@ -203,8 +202,6 @@ def progress_bar(name: str, total: int, completed: int, enabled: bool) -> Iterat
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     columns = (f"{name}", BarColumn(), MofNCompleteColumn(), "eta", TimeRemainingColumn())
     with Progress(*columns) as bar:
         task = bar.add_task(name, total=total, completed=completed)
@@ -214,16 +211,14 @@ def progress_bar(name: str, total: int, completed: int, enabled: bool) -> Iterat
 def _run_benchmark(
     request: BenchmarkRequest,
     questions: list[Question],
-    engine: Any,
-    loaded: Any,
-    sampling: Any,
+    engine: RolloutEngine,
+    loaded: LoadedModel,
+    sampling: SamplingConfig,
     settings: EvalSettings,
     judge: Judge,
     output: Path,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    import torch
-
     path = output / f"{request.key}.jsonl"
     done = read_results(path, settings.samples_per_question)
     pending = [q for q in questions if q.id not in done]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pebble import ProcessPool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
@@ -112,17 +113,6 @@ class RewardResult:
     correct: Tensor
     failures: dict[str, Counter]
 
-    def metrics(self) -> dict[str, float]:
-        values = {
-            "reward/total": self.total.mean().item(),
-            "reward/correct": self.correct.float().mean().item(),
-        }
-        for name, component in self.components.items():
-            values[f"reward/{name}"] = component.mean().item()
-            for kind, count in sorted(self.failures[name].items()):
-                values[f"reward/{name}/{kind}"] = float(count)
-        return values
-
 
 _WORKER_CACHE: dict[str, Any] = {}
 
@@ -177,8 +167,6 @@ class RewardRunner:
 
     def _get_pool(self):
         if self._pool is None:
-            from pebble import ProcessPool
-
             self._pool = ProcessPool(
                 max_workers=self.config.num_workers,
                 context=worker_context(),

@@ -11,7 +11,7 @@ import torch
 from apo.memory import retry_halving
 from apo.models.inputs import encode_prompts
 from apo.models.unwrap import unwrap_model
-from apo.rollout.base import FinishReason, PromptInput, Rollout, SamplingConfig
+from apo.rollout.base import ENGINES, FinishReason, PromptInput, Rollout, SamplingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def _cuda_devices(model: Any) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
+@ENGINES.register("transformers")
 class TransformersEngine:
     """Batched sampling with a KV cache, left-padded prompts and any number of images.
 
@@ -156,7 +157,6 @@ class TransformersEngine:
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": sorted(end_ids),
             "return_dict_in_generate": True,
-            "output_scores": sampling.return_logprobs,
         }
         if sampling.ignore_eos:
             kwargs["min_new_tokens"] = sampling.max_new_tokens  # the end token is masked
@@ -173,16 +173,8 @@ class TransformersEngine:
             kwargs |= {"stop_strings": sampling.stop_strings, "tokenizer": self.tokenizer}
         output = model.generate(**inputs, **kwargs)
         generated = output.sequences[:, prompt_length:].cpu()
-        step_logprobs = None
-        if sampling.return_logprobs:
-            # scores: one [rows, vocab] tensor per step, after temperature / top-k / top-p.
-            scores = torch.stack(output.scores, dim=1).float().log_softmax(dim=-1)
-            step_logprobs = scores.gather(-1, generated[..., None].to(scores.device)).squeeze(-1)
-            step_logprobs = step_logprobs.cpu()
         if greedy and sampling.group_size > 1:
             generated = generated.repeat_interleave(sampling.group_size, dim=0)
-            if step_logprobs is not None:
-                step_logprobs = step_logprobs.repeat_interleave(sampling.group_size, dim=0)
 
         rollouts = []
         for row in range(generated.shape[0]):
@@ -193,7 +185,6 @@ class TransformersEngine:
                     response_ids=ids,
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     finish_reason=reason,
-                    logprobs=None if step_logprobs is None else step_logprobs[row, : len(ids)],
                 )
             )
         return rollouts
