@@ -1,13 +1,23 @@
-"""The ``apo`` command line."""
+"""The ``apo`` command line.
+
+Each command imports the modules it runs (torch, the trainer, the models) when
+it runs: the reward and judge worker processes re-import the main module
+(forkserver), and ``apo --help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from apo import __version__
+from apo.evaluation.report import compare_table, load_summary, markdown_summary
 
 # A group of 8 answers to one prompt, as in the paper (G = 8): accuracy in {0, 1}
 # plus 0.5 for a well-formed <think>/<answer> response. Three are correct; one
@@ -64,8 +74,6 @@ def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_advantages(args: argparse.Namespace) -> None:
     import torch
-    from rich.console import Console
-    from rich.table import Table
 
     from apo.algorithms import shape_advantages
 
@@ -145,8 +153,6 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import logging
-
     from apo.config import config_to_yaml, load_config, reference_yaml
 
     if args.reference:
@@ -218,11 +224,6 @@ def _flag(value: str | None) -> bool | None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    import logging
-
-    from rich.console import Console
-    from rich.table import Table
-
     from apo.demo.run import DemoSettings, run_demo, table_rows
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -355,10 +356,6 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    import logging
-
-    from apo.evaluation.report import compare_table, load_summary, markdown_summary
-
     if args.compare:
         summaries = [load_summary(path) for path in args.compare]
         labels = [Path(path).name or str(path) for path in args.compare]

@@ -13,24 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from apo.algorithms import (
-    ADVANTAGE_ESTIMATORS,
-    DADS_SCHEDULES,
-    KL_ESTIMATORS,
-    LOSS_AGGREGATIONS,
-    OFFICIAL_BETA,
-    OFFICIAL_STCR_BASE,
-)
+from apo.algorithms import AlgorithmConfig
 from apo.data import DataConfig
+from apo.evaluation.training import EvalConfig
 from apo.models import LoraSettings, ModelConfig
+from apo.nested import merge
 from apo.rewards import RewardConfig
-from apo.rollout import SamplingConfig
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from apo.rollout import RolloutConfig
+from apo.section import Section
 
 
 class ReferenceConfig(Section):
@@ -47,109 +39,6 @@ class ReferenceConfig(Section):
         None, description="dtype of a frozen copy; None: the policy's."
     )
     device: str | None = Field(None, description="Device of a frozen copy; None: the policy's.")
-
-
-class RolloutConfig(SamplingConfig):
-    """How responses are generated (G per prompt)."""
-
-    engine: Literal["transformers"] = Field(
-        "transformers", description="Generation engine: transformers' generate with the policy."
-    )
-    seed_per_prompt: bool = Field(
-        False,
-        description=(
-            "Sample each prompt alone with a seed derived from (seed, step, prompt): the "
-            "responses no longer depend on batching or the number of processes (slower)."
-        ),
-    )
-
-
-class AlgorithmConfig(Section):
-    """APO or GRPO, and every knob of the objective (docs/ALGORITHM.md)."""
-
-    name: Literal["apo", "grpo"] = Field(
-        "apo", description="'apo' = GRPO + DADS + STCR; 'grpo' = neither (see dads / stcr)."
-    )
-    dads: bool | None = Field(None, description="DADS on/off; None: on for apo, off for grpo.")
-    stcr: bool | None = Field(None, description="STCR on/off; None: on for apo, off for grpo.")
-    advantage: str = Field("grpo", description="Group advantage estimator: grpo, dr_grpo, rloo.")
-    unbiased_std: bool = Field(True, description="grpo: unbiased group std (official).")
-    advantage_eps: float = Field(1e-9, gt=0, description="grpo: added to the std.")
-    dads_schedule: str = Field(
-        "official", description="DADS weight schedule: official, exp, constant."
-    )
-    stcr_base: float = Field(
-        OFFICIAL_STCR_BASE, gt=1.0, description="STCR base (official 1.00001)."
-    )
-    stcr_negatives_only: bool = Field(
-        False,
-        description="Apply STCR only to negative advantages (official: to every wrong answer).",
-    )
-    beta: float = Field(OFFICIAL_BETA, ge=0, description="KL coefficient (official 1e-3).")
-    kl_estimator: str = Field("k3", description="KL estimator: k1, k2, k3, low_var_kl.")
-    kl_clamp: float | None = Field(None, gt=0, description="Clamp per-token KL to [-c, c].")
-    eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip range below 1.")
-    eps_high: float | None = Field(
-        None, ge=0, description="PPO clip range above 1; None: eps_low (larger: clip-higher)."
-    )
-    dual_clip: float | None = Field(None, gt=1, description="Dual-clip bound c > 1 for A < 0.")
-    aggregation: str = Field(
-        "seq-mean-token-mean",
-        description="Loss aggregation: seq-mean-token-mean, token-mean, seq-mean-token-sum-norm.",
-    )
-    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout.")
-    filter_uniform_groups: bool = Field(
-        False,
-        description=(
-            "Drop groups whose rewards are all equal from the update (DAPO-style); they carry "
-            "no policy gradient. Off in the paper."
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _check_names(self) -> AlgorithmConfig:
-        for field, registry in (
-            ("advantage", ADVANTAGE_ESTIMATORS),
-            ("dads_schedule", DADS_SCHEDULES),
-            ("kl_estimator", KL_ESTIMATORS),
-            ("aggregation", LOSS_AGGREGATIONS),
-        ):
-            value = getattr(self, field)
-            if value not in registry:
-                raise ValueError(f"{field}={value!r} is unknown; allowed: {', '.join(registry)}")
-        return self
-
-    @property
-    def use_dads(self) -> bool:
-        return self.name == "apo" if self.dads is None else self.dads
-
-    @property
-    def use_stcr(self) -> bool:
-        return self.name == "apo" if self.stcr is None else self.stcr
-
-    def shaping_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`apo.algorithms.shape_advantages`."""
-        return {
-            "dads": self.use_dads,
-            "stcr": self.use_stcr,
-            "advantage_method": self.advantage,
-            "advantage_eps": self.advantage_eps,
-            "unbiased_std": self.unbiased_std,
-            "stcr_base": self.stcr_base,
-            "stcr_negatives_only": self.stcr_negatives_only,
-            "dads_schedule": self.dads_schedule,
-        }
-
-    def objective_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`apo.algorithms.apo_objective` (beta aside)."""
-        return {
-            "kl_estimator": self.kl_estimator,
-            "kl_clamp": self.kl_clamp,
-            "eps_low": self.eps_low,
-            "eps_high": self.eps_high,
-            "dual_clip": self.dual_clip,
-            "aggregation": self.aggregation,
-        }
 
 
 class OptimConfig(Section):
@@ -245,44 +134,6 @@ class CheckpointConfig(Section):
     merge_lora: bool = Field(True, description="Merge LoRA adapters into the exported model.")
 
 
-class EvalSet(Section):
-    """One evaluation set and how it is decoded."""
-
-    data: DataConfig = Field(description="The questions (any training data format).")
-    benchmark: str | None = Field(
-        None,
-        description=(
-            "A benchmark of apo eval (mathvista, mathverse, mmk12, mathvision, mmstar, mmmu, "
-            "custom): data.path holds its files, its rule judges the answers. None: the data "
-            "is in the training format and judged by the reward components."
-        ),
-    )
-    split: str | None = Field(None, description="The benchmark's split; None: its default.")
-    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
-    samples_per_question: int = Field(
-        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
-    )
-    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
-
-    @field_validator("benchmark")
-    @classmethod
-    def _known_benchmark(cls, value: str | None) -> str | None:
-        from apo.evaluation.benchmarks import get_benchmark
-
-        return None if value is None else get_benchmark(value).name
-
-
-class EvalConfig(Section):
-    """Periodic evaluation on held-out questions."""
-
-    every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
-    at_start: bool = Field(False, description="Also evaluate before the first step.")
-    datasets: dict[str, EvalSet] = Field(
-        default_factory=dict,
-        description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
-    )
-
-
 class TrainConfig(Section):
     """Everything ``apo train`` needs."""
 
@@ -376,28 +227,6 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
         node[parts[-1]] = value
     return tree
-
-
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted.key, old value, new value)`` for every setting that differs."""
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            changes += [(f"{key}.{k}", b, a) for k, b, a in config_changes(before, after)]
-        elif before != after:
-            changes.append((key, before, after))
-    return changes
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

@@ -41,7 +41,7 @@ def plot_runs(
     smooth: int = 5,
 ) -> list[Path]:
     """Draw every figure of :data:`FIGURES`, overlaying the runs; returns the PNG paths."""
-    import matplotlib
+    import matplotlib  # a second to import: only when drawing
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

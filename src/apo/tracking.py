@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class RunTracker:
         self.samples_path = self.run_dir / "samples.jsonl"
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # an optional extra
             except ImportError as error:
                 raise RuntimeError(
                     "logging.tensorboard is on but tensorboard is not installed: "
@@ -49,7 +50,7 @@ class RunTracker:
             self._tensorboard = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         if wandb:
             try:
-                import wandb as wandb_module
+                import wandb as wandb_module  # an optional extra
             except ImportError as error:
                 raise RuntimeError(
                     "logging.wandb is on but wandb is not installed: pip install 'apo-rl[tracking]'"
@@ -103,6 +104,33 @@ class RunTracker:
             self._tensorboard.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def sample_records(
+    examples: Sequence[Any], rollouts: Sequence[Any], scored: Any, shaped: Any
+) -> list[dict[str, Any]]:
+    """The first ``len(rollouts)`` responses of a step as ``samples.jsonl`` records:
+    the row, the response, its reward, correctness, length, advantage and weights.
+    ``scored`` is the step's :class:`apo.rewards.RewardResult`, ``shaped`` its
+    :class:`apo.algorithms.ShapedAdvantages`."""
+    records = []
+    for i, rollout in enumerate(rollouts):
+        example = examples[rollout.prompt_index]
+        records.append(
+            {
+                "id": example.id,
+                "question": example.question,
+                "answer": example.answer,
+                "response": rollout.text,
+                "reward": float(scored.total[i]),
+                "correct": bool(scored.correct[i]),
+                "length": rollout.length,
+                "advantage": float(shaped.advantages[i]),
+                "kl_weight": float(shaped.kl_weights[i]),
+                "stcr_weight": float(shaped.stcr_weights[i]),
+            }
+        )
+    return records
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -26,55 +26,45 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch import Tensor
 
-from apo.algorithms import apo_objective, shape_advantages
+from apo.algorithms import apo_objective, shape_advantages, varied_groups
+from apo.batching import MicroBatch, StepBatcher
 from apo.checkpoint import (
     check_free_space,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     read_trainer_state,
     register_lora_hooks,
     save_checkpoint,
 )
-from apo.config import TrainConfig, config_changes, config_to_yaml
-from apo.data import DataError, PromptDataset, ResumableSampler
-from apo.data.dataset import DataReport
-from apo.data.prompts import render_prompt
-from apo.evaluation.benchmarks import get_benchmark
-from apo.memory import OutOfMemory, is_out_of_memory, release_memory
+from apo.config import TrainConfig, config_to_yaml
+from apo.data import PromptDataset, ResumableSampler
+from apo.evaluation.training import PeriodicEvaluation
+from apo.memory import OutOfMemory, retry_halving
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
     SequenceBatch,
     apply_lora,
     build_reference,
-    build_sequence_batch,
-    collate_prompts,
-    encode_prompts,
     load_model,
     sequence_log_probs,
 )
-from apo.rewards import RewardRunner, RewardSample, reward_name
-from apo.rewards.answer import extract_answer
-from apo.rewards.format import is_well_formatted
+from apo.preflight import check_inputs_exist, check_resumable
+from apo.progress import training_progress
+from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
-from apo.rollout import PromptInput, Rollout, TransformersEngine
-from apo.tracking import RunTracker
+from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
+from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# Settings a checkpoint cannot be resumed under, and settings expected to change on resume.
-INCOMPATIBLE = ("model.name_or_path", "lora.")
-EXPECTED = ("logging.", "checkpoint.", "training.max_steps", "training.episodes")
 
 
 class StopTraining(SystemExit):
@@ -140,35 +130,10 @@ def rank_positions(
     ]
 
 
-@dataclass
-class MicroBatch:
-    """A slice of the rollout ready for the model, with its per-response tensors."""
-
-    prompts: list[PromptInput]  # kept to rebuild halves after an out-of-memory error
-    batch: SequenceBatch
-    loss_mask: Tensor  # [B, T]: response tokens that enter the loss
-    advantages: Tensor  # [B]
-    kl_weights: Tensor  # [B]
-    ref_logp: Tensor | None = None
-    old_logp: Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-    def responses(self, rows: slice = slice(None)) -> list[list[int]]:
-        """The response token ids of these rows, without padding."""
-        lengths = self.batch.response_mask[rows].sum(dim=1).tolist()
-        ids = self.batch.response_ids[rows].tolist()
-        return [row[:length] for row, length in zip(ids, lengths, strict=True)]
-
-
 class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
 
     def __init__(self, config: TrainConfig, resume: str | bool | None = None) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
-
         self.config = config
         # Several processes without a GPU: accelerate wants cpu=True to use gloo.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -183,7 +148,7 @@ class Trainer:
         set_seed(config.training.seed, device_specific=True)  # + process index
 
         # --- model, reference, data, rewards, engine
-        _check_inputs_exist(config, resume)  # before the (possibly long) model load
+        check_inputs_exist(config, resume)  # before the (possibly long) model load
         loaded = load_model(config.model, device=self.accelerator.device)
         self.processor, self.tokenizer = loaded.processor, loaded.tokenizer
         self.is_multimodal = loaded.is_multimodal
@@ -202,13 +167,6 @@ class Trainer:
         self.dataset = PromptDataset.load(config.data, self.processor, self.is_multimodal)
         if self.is_main and self.dataset.report.dropped:
             logger.warning("training data: %s", self.dataset.report.summary())
-        self.eval_questions: dict[str, list] = {}  # benchmark sets: their questions
-        self.eval_datasets = {
-            name: self._load_eval_set(name, eval_set)
-            for name, eval_set in config.eval.datasets.items()
-        }
-        self._judge = None  # worker processes judging benchmark answers, when needed
-        self._step_encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
         self.sampler = ResumableSampler(
             len(self.dataset),
             config.batch.prompts_per_step,
@@ -222,6 +180,13 @@ class Trainer:
             self.accelerator.num_processes,
         )
         self.rewards = RewardRunner(config.rewards)
+        self.evaluation = PeriodicEvaluation(
+            config.eval.datasets,
+            self.processor,
+            self.is_multimodal,
+            self.rewards,
+            judge_timeout=config.rewards.timeout_seconds,
+        )
 
         # --- optimisation
         self.total_steps = config.total_steps(len(self.dataset))
@@ -250,8 +215,11 @@ class Trainer:
         # Not prepared: accelerate would step it once per process. Its state goes in
         # trainer_state.json: accelerate would pickle it and load it with code allowed.
         self.scheduler = scheduler
-        self.engine = TransformersEngine(
-            self.policy, self.processor, self.tokenizer, self.is_multimodal
+        self.engine: RolloutEngine = build_engine(
+            config.rollout.engine, self.policy, self.processor, self.tokenizer, self.is_multimodal
+        )
+        self.batcher = StepBatcher(
+            self.processor, self.tokenizer.pad_token_id, self.is_multimodal, self.accelerator.device
         )
 
         # --- bookkeeping
@@ -319,7 +287,7 @@ class Trainer:
         step_start = time.perf_counter()
 
         # 1. this process's prompts
-        self._step_encodings = {}
+        self.batcher.new_step()
         global_indices = self.sampler.next_batch()
         indices = [global_indices[p] for p in self.positions]
         prompts = self.dataset.prompt_inputs(indices)
@@ -336,7 +304,7 @@ class Trainer:
         start = time.perf_counter()
         examples = [self.dataset.examples[i] for i in indices]
         scored = self.rewards.score(
-            [self._reward_sample(examples[r.prompt_index], r) for r in rollouts]
+            [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
         )
         timings["time/reward"] = time.perf_counter() - start
 
@@ -345,17 +313,25 @@ class Trainer:
         # 4. advantages (STCR) and KL weights (DADS), group by group
         lengths = torch.tensor([r.length for r in rollouts], dtype=torch.float32)
         shaped = shape_advantages(
-            scored.total,
-            scored.correct,
-            lengths,
-            cfg.rollout.group_size,
-            **cfg.algorithm.shaping_kwargs(),
+            scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
-        keep = self._kept_responses(scored.total)
+        keep = (
+            varied_groups(scored.total, cfg.rollout.group_size)
+            if cfg.algorithm.filter_uniform_groups
+            else torch.ones_like(scored.total, dtype=torch.bool)
+        )
 
         # 5. per update, micro-batches with reference (and old) log-probs
         start = time.perf_counter()
-        updates = self._build_updates(prompts, rollouts, shaped.advantages, shaped.kl_weights, keep)
+        updates = self.batcher.updates(
+            prompts,
+            rollouts,
+            shaped.advantages,
+            shaped.kl_weights,
+            keep,
+            self.updates_per_step,
+            self.micro_batch_size,
+        )
         timings["time/batching"] = time.perf_counter() - start
         start = time.perf_counter()
         self._fill_log_probs(
@@ -369,7 +345,7 @@ class Trainer:
         timings["time/update"] = time.perf_counter() - start
         timings["time/step"] = time.perf_counter() - step_start
 
-        self._step_encodings = {}
+        self.batcher.new_step()
         # 7. metrics of the whole step, over all processes
         metrics = self._rollout_metrics(rollouts, scored, shaped, keep, timings)
         metrics |= loss_metrics
@@ -385,143 +361,39 @@ class Trainer:
         rollout = self.config.rollout
         try:
             return self.engine.generate(prompts, rollout, seeds)
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
+        except OutOfMemory:
             raise OutOfMemory(
                 f"out of memory generating at step {self.step_index + 1}, even for one prompt "
                 f"at a time. Lower rollout.group_size (now {rollout.group_size}) or "
                 f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
             ) from None
 
-    @staticmethod
-    def _reward_sample(example, rollout: Rollout) -> RewardSample:
-        info = {"question": example.question, "choices": example.choices, "id": example.id}
-        return RewardSample(response=rollout.text, answer=example.answer, info=info | example.extra)
-
-    def _kept_responses(self, rewards: Tensor) -> Tensor:
-        """[N] bool: responses that enter the update (all, unless uniform groups are dropped)."""
-        if not self.config.algorithm.filter_uniform_groups:
-            return torch.ones_like(rewards, dtype=torch.bool)
-        grouped = rewards.reshape(-1, self.config.rollout.group_size)
-        varied = (grouped != grouped[:, :1]).any(dim=1, keepdim=True)
-        return varied.expand_as(grouped).reshape(-1)
-
-    def _build_updates(
-        self,
-        prompts: list[PromptInput],
-        rollouts: list[Rollout],
-        advantages: Tensor,
-        kl_weights: Tensor,
-        keep: Tensor,
-    ) -> list[list[MicroBatch]]:
-        """This process's responses, cut into updates, then into micro-batches.
-
-        Responses left out of the update (``keep`` False) stay in their
-        micro-batch with an empty loss mask: every process then runs the same
-        number of forward/backward passes, which distributed training requires.
-        """
-        per_update = len(rollouts) // self.updates_per_step
-        size = self.micro_batch_size
-        device = self.accelerator.device
-        updates = []
-        for first in range(0, len(rollouts), per_update):
-            micro_batches = []
-            for start in range(first, first + per_update, size):
-                rows = list(range(start, min(start + size, first + per_update)))
-                batch = self._sequence_batch(
-                    [prompts[rollouts[i].prompt_index] for i in rows],
-                    [rollouts[i].response_ids for i in rows],
-                )
-                micro_batches.append(
-                    MicroBatch(
-                        prompts=[prompts[rollouts[i].prompt_index] for i in rows],
-                        batch=batch,
-                        loss_mask=batch.response_mask & keep[rows].to(device)[:, None],
-                        advantages=advantages[rows].to(device),
-                        kl_weights=kl_weights[rows].to(device),
-                    )
-                )
-            updates.append(micro_batches)
-        return updates
-
-    def _sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
-        pad_id = self.tokenizer.pad_token_id
-        inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], pad_id)
-        return build_sequence_batch(inputs, responses, pad_id).to(self.accelerator.device)
-
-    def _encoded(self, prompt: PromptInput) -> dict[str, Tensor]:
-        """A prompt's processor output (its images processed), once per step: its G
-        responses, and every pass over them, share it."""
-        key = id(prompt)
-        if key not in self._step_encodings:
-            encoded = encode_prompts(
-                self.processor, [prompt.text], [prompt.images], self.is_multimodal
-            )
-            self._step_encodings[key] = (prompt, encoded)  # the prompt keeps its id taken
-        return self._step_encodings[key][1]
-
-    def _halves(self, micro: MicroBatch) -> list[MicroBatch]:
-        """The micro-batch as two, each padded only to its own longest response.
-
-        Losses are sums over tokens divided by the update's denominator, so two
-        halves accumulate the same gradient as the whole (up to float rounding).
-        """
-        half = len(micro) // 2
-        parts = []
-        for rows in (slice(0, half), slice(half, len(micro))):
-            batch = self._sequence_batch(micro.prompts[rows], micro.responses(rows))
-            width = batch.response_ids.shape[1]
-
-            def cut(tensor: Tensor | None, rows=rows, width=width) -> Tensor | None:
-                return None if tensor is None else tensor[rows, :width]
-
-            parts.append(
-                MicroBatch(
-                    prompts=micro.prompts[rows],
-                    batch=batch,
-                    loss_mask=cut(micro.loss_mask),
-                    advantages=micro.advantages[rows],
-                    kl_weights=micro.kl_weights[rows],
-                    ref_logp=cut(micro.ref_logp),
-                    old_logp=cut(micro.old_logp),
-                )
-            )
-        return parts
-
-    def _after_out_of_memory(self, updates: list[list[MicroBatch]], index: int) -> None:
-        """Halve the micro-batch size (for the rest of the run too) and re-cut every
-        update of this step to it; or stop the run when that cannot help."""
-        largest = max(len(m) for m in updates[index])
-        if largest == 1 or self.accelerator.num_processes > 1:
-            reason = (
-                "even one sequence per micro-batch"
-                if largest == 1
-                else "no automatic retry with several processes"
-            )
-            raise OutOfMemory(
-                f"out of memory in the update at step {self.step_index + 1} ({reason}). Lower "
-                f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
-                f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
-                "on model.gradient_checkpointing / lora.enabled"
-            )
-        self.micro_batch_size = max(1, (largest + 1) // 2)
+    def _smaller_micro_batches(self, updates: list[list[MicroBatch]], size: int) -> None:
+        """Cut every update of this step into micro-batches of ``size`` (kept for the
+        rest of the run) after running out of memory."""
+        self.micro_batch_size = size
         if self.is_main:
             logger.warning(
                 "out of memory in the update at step %d: retrying with micro-batches of %d; set "
                 "batch.micro_batch_size=%d to avoid the retry",
                 self.step_index + 1,
-                self.micro_batch_size,
-                self.micro_batch_size,
+                size,
+                size,
             )
-        for position, micro_batches in enumerate(updates):
-            while max(len(m) for m in micro_batches) > self.micro_batch_size:
-                micro_batches = [
-                    part
-                    for m in micro_batches
-                    for part in (self._halves(m) if len(m) > self.micro_batch_size else [m])
-                ]
-            updates[position] = micro_batches
+        self.batcher.recut(updates, size)
+
+    def _update_advice(self, size: int) -> str:
+        reason = (
+            "even one sequence per micro-batch"
+            if size == 1
+            else "no automatic retry with several processes"
+        )
+        return (
+            f"out of memory in the update at step {self.step_index + 1} ({reason}). Lower "
+            f"batch.micro_batch_size (now {self.micro_batch_size}), rollout.max_new_tokens "
+            f"(now {self.config.rollout.max_new_tokens}) or data.max_prompt_length, or turn "
+            "on model.gradient_checkpointing / lora.enabled"
+        )
 
     @torch.no_grad()
     def _fill_log_probs(self, updates: list[list[MicroBatch]], reference: bool) -> None:
@@ -537,34 +409,37 @@ class Trainer:
         if on_policy and not reference:
             return
         for micro_batches in updates:
-            while True:
-                try:
-                    self._log_prob_pass(micro_batches, reference, not on_policy)
-                    break
-                except Exception as error:
-                    if not is_out_of_memory(error):
-                        raise
-                release_memory()  # here, once the traceback holding the tensors is gone
-                rows = sum(len(m) for m in micro_batches)
-                if min(self.logprob_batch_size, rows) == 1 or self.accelerator.num_processes > 1:
-                    raise OutOfMemory(
-                        f"out of memory in the log-prob pass at step {self.step_index + 1}. "
-                        f"Lower batch.logprob_batch_size (now {self.logprob_batch_size}) or "
-                        f"batch.logprob_chunk_size, or rollout.max_new_tokens"
-                    ) from None
-                self.logprob_batch_size = min(self.logprob_batch_size, rows) // 2
-                if self.is_main:
-                    logger.warning(
-                        "out of memory in the log-prob pass at step %d: retrying with batches of "
-                        "%d; set batch.logprob_batch_size=%d to avoid the retry",
-                        self.step_index + 1,
-                        self.logprob_batch_size,
-                        self.logprob_batch_size,
-                    )
+            rows = sum(len(m) for m in micro_batches)
+            retry_halving(
+                lambda size, micro_batches=micro_batches: self._log_prob_pass(
+                    micro_batches, reference, not on_policy, size
+                ),
+                min(self.logprob_batch_size, rows),
+                retry=self.accelerator.num_processes == 1,
+                on_halve=self._smaller_log_prob_batches,
+                advice=lambda size: (
+                    f"out of memory in the log-prob pass at step {self.step_index + 1}. "
+                    f"Lower batch.logprob_batch_size (now {self.logprob_batch_size}) or "
+                    f"batch.logprob_chunk_size, or rollout.max_new_tokens"
+                ),
+            )
 
-    def _log_prob_pass(self, micro_batches: list[MicroBatch], reference: bool, old: bool) -> None:
+    def _smaller_log_prob_batches(self, old: int, new: int) -> None:
+        self.logprob_batch_size = new  # for the rest of the run too
+        if self.is_main:
+            logger.warning(
+                "out of memory in the log-prob pass at step %d: retrying with batches of "
+                "%d; set batch.logprob_batch_size=%d to avoid the retry",
+                self.step_index + 1,
+                new,
+                new,
+            )
+
+    def _log_prob_pass(
+        self, micro_batches: list[MicroBatch], reference: bool, old: bool, size: int
+    ) -> None:
         """Set ``ref_logp`` / ``old_logp`` of one update's micro-batches from forward
-        passes over ``logprob_batch_size`` rows at a time."""
+        passes over ``size`` rows at a time."""
         temperature = self.config.rollout.temperature or 1.0
 
         def log_probs(batch: SequenceBatch) -> dict[str, Tensor]:
@@ -580,7 +455,8 @@ class Trainer:
                 ).logp
             return values
 
-        if self.logprob_batch_size == self.micro_batch_size:  # the micro-batches themselves
+        if size == min(self.micro_batch_size, sum(len(m) for m in micro_batches)):
+            # batches of the micro-batches' size: the micro-batches themselves
             for micro in micro_batches:
                 for name, values in log_probs(micro.batch).items():
                     setattr(micro, name, values)
@@ -595,9 +471,9 @@ class Trainer:
             for micro in micro_batches
             for row, response in enumerate(micro.responses())
         ]
-        for start in range(0, len(rows), self.logprob_batch_size):
-            chunk = rows[start : start + self.logprob_batch_size]
-            batch = self._sequence_batch(
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            batch = self.batcher.sequence_batch(
                 [m.prompts[r] for m, r, _ in chunk], [response for _, _, response in chunk]
             )
             for name, values in log_probs(batch).items():
@@ -613,18 +489,16 @@ class Trainer:
         for _ in range(cfg.algorithm.ppo_epochs):
             for index, micro_batches in enumerate(updates):
                 denominator = self._global_denominator(micro_batches)
-                while True:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    try:
-                        update_sums = self._accumulate_gradients(micro_batches, denominator)
-                        break
-                    except Exception as error:
-                        if not is_out_of_memory(error):
-                            raise
-                    self.optimizer.zero_grad(set_to_none=True)
-                    release_memory()
-                    self._after_out_of_memory(updates, index)
-                    micro_batches = updates[index]
+                update_sums, _ = retry_halving(
+                    lambda size, index=index, denominator=denominator: self._accumulate_gradients(
+                        updates[index], denominator
+                    ),
+                    max(len(m) for m in micro_batches),
+                    retry=accelerator.num_processes == 1,
+                    on_halve=lambda old, new: self._smaller_micro_batches(updates, new),
+                    advice=self._update_advice,
+                )
+                micro_batches = updates[index]
                 for key, value in update_sums.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += len(micro_batches)
@@ -649,7 +523,7 @@ class Trainer:
     ) -> dict[str, float]:
         """Forward and backward over one update's micro-batches; returns metric sums."""
         cfg, accelerator = self.config, self.accelerator
-        algorithm = cfg.algorithm
+        self.optimizer.zero_grad(set_to_none=True)
         temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}
         for index, micro in enumerate(micro_batches):
@@ -671,10 +545,9 @@ class Trainer:
                     micro.loss_mask,
                     micro.advantages,
                     micro.kl_weights,
-                    beta=algorithm.beta if micro.ref_logp is not None else 0.0,
+                    cfg.algorithm,  # no reference (ref_logp None) only with beta = 0
                     max_tokens=cfg.rollout.max_new_tokens,
                     denominator=denominator,
-                    **algorithm.objective_kwargs(),
                 )
                 # DDP averages gradients over processes; the denominator already
                 # counts every process, so undo that average.
@@ -798,114 +671,23 @@ class Trainer:
 
     def _log_samples(self, examples, rollouts, scored, shaped) -> None:
         count = min(self.config.logging.samples_per_step, len(rollouts))
-        if not self.is_main or count == 0:
-            return
-        samples = []
-        for i in range(count):
-            example = examples[rollouts[i].prompt_index]
-            samples.append(
-                {
-                    "id": example.id,
-                    "question": example.question,
-                    "answer": example.answer,
-                    "response": rollouts[i].text,
-                    "reward": float(scored.total[i]),
-                    "correct": bool(scored.correct[i]),
-                    "length": rollouts[i].length,
-                    "advantage": float(shaped.advantages[i]),
-                    "kl_weight": float(shaped.kl_weights[i]),
-                    "stcr_weight": float(shaped.stcr_weights[i]),
-                }
-            )
-        self.tracker.log_samples(self.step_index + 1, samples)  # the step being completed
+        if self.is_main and count:
+            records = sample_records(examples, rollouts[:count], scored, shaped)
+            self.tracker.log_samples(self.step_index + 1, records)  # the step being completed
 
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Accuracy, reward components and lengths on every evaluation set."""
-        metrics: dict[str, float] = {}
-        for name, dataset in self.eval_datasets.items():
-            results = self._evaluate_one(name, dataset, self.config.eval.datasets[name])
-            metrics |= {f"eval/{name}/{k}": v for k, v in results.items()}
-        return metrics
-
-    def _load_eval_set(self, name: str, eval_set) -> PromptDataset:
-        """A training-format set, or a benchmark's questions (kept for judging)."""
-        if eval_set.benchmark is None:
-            return PromptDataset.load(eval_set.data, self.processor, self.is_multimodal)
-        benchmark = get_benchmark(eval_set.benchmark)
-        questions = benchmark.questions(
-            eval_set.data.path, eval_set.split or benchmark.splits[0], eval_set.data.limit
+        """Accuracy, lengths, truncation and format rates on every evaluation set."""
+        accelerator = self.accelerator
+        return self.evaluation.evaluate(
+            self.engine,
+            self.config.rollout,
+            rank=accelerator.process_index,
+            world=accelerator.num_processes,
+            gather=gather_object,
         )
-        self.eval_questions[name] = questions
-        examples = [question.example() for question in questions]
-        prompts = [
-            render_prompt(e, self.processor, eval_set.data.prompt, self.is_multimodal)
-            for e in examples
-        ]
-        return PromptDataset(examples, prompts, DataReport(rows=len(examples), kept=len(examples)))
-
-    def _judge_benchmark(self, name: str, items: list) -> Tensor:
-        from apo.evaluation.runner import Judge
-
-        if self._judge is None:
-            self._judge = Judge(timeout=self.config.rewards.timeout_seconds)
-        verdicts = self._judge(get_benchmark(name), items)
-        return torch.tensor([v["correct"] for v in verdicts], dtype=torch.bool)
-
-    def _evaluate_one(self, name: str, dataset: PromptDataset, eval_set) -> dict[str, float]:
-        cfg = self.config
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        indices = list(range(rank, len(dataset), world))
-        sampling = cfg.rollout.model_copy(
-            update={
-                "group_size": eval_set.samples_per_question,
-                "temperature": eval_set.temperature,
-                "max_new_tokens": eval_set.max_new_tokens or cfg.rollout.max_new_tokens,
-            }
-        )
-        rollouts = self.engine.generate(dataset.prompt_inputs(indices), sampling) if indices else []
-        benchmark = eval_set.benchmark
-        names = ["format"] if benchmark else [reward_name(c.name) for c in cfg.rewards.components]
-        # Sums, so that processes with different numbers of questions add up exactly.
-        sums = torch.zeros(6 + len(names), dtype=torch.float64)
-        if rollouts:
-            if benchmark:  # the benchmark's own rule
-                questions = [self.eval_questions[name][indices[r.prompt_index]] for r in rollouts]
-                answers = [extract_answer(r.text) for r in rollouts]
-                correct = self._judge_benchmark(
-                    benchmark, list(zip(questions, answers, strict=True))
-                )
-                formatted = [float(is_well_formatted(r.text)) for r in rollouts]
-                components = {"format": torch.tensor(formatted, dtype=torch.float64)}
-            else:
-                examples = [dataset.examples[indices[r.prompt_index]] for r in rollouts]
-                scored = self.rewards.score(
-                    [self._reward_sample(e, r) for e, r in zip(examples, rollouts, strict=True)]
-                )
-                correct, components = scored.correct, scored.components
-            length = torch.tensor([r.length for r in rollouts], dtype=torch.float64)
-            sums[0] = len(rollouts)
-            sums[1] = correct.sum()
-            sums[2] = length[correct].sum()
-            sums[3] = length[~correct].sum()
-            sums[4] = sum(r.truncated for r in rollouts)
-            sums[5] = length.sum()
-            for j, component in enumerate(names):
-                sums[6 + j] = components[component].sum()
-        total = self.accelerator.reduce(sums.to(self.accelerator.device), "sum").tolist()
-        n, right = max(total[0], 1), total[1]
-        metrics = {
-            "accuracy": right / n,
-            "length_mean": total[5] / n,
-            "length_correct_mean": total[2] / right if right else float("nan"),
-            "length_incorrect_mean": total[3] / (n - right) if n > right else float("nan"),
-            "truncated_frac": total[4] / n,
-        }
-        for j, component in enumerate(names):
-            metrics[component] = total[6 + j] / n
-        return metrics
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -944,7 +726,7 @@ class Trainer:
                     "no checkpoint in %s: starting from scratch", self.run_dir / "checkpoints"
                 )
             return False
-        self._check_belongs_to_this_run(path, read_trainer_state(path)["config"])
+        check_resumable(path, read_trainer_state(path)["config"], self.config, warn=self.is_main)
         state = load_checkpoint(self.accelerator, path)
         self.sampler.load_state_dict(state["sampler"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -953,18 +735,6 @@ class Trainer:
         if self.is_main:
             logger.info("resumed from %s at step %d", path, self.step_index)
         return True
-
-    def _check_belongs_to_this_run(self, path: Path, saved: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another model or adapter; name every other setting
-        that changed since it was saved (changing some, like the learning rate, is fine)."""
-        changes = config_changes(saved, self.config.model_dump(mode="json"))
-        described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
-        fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
-        if fatal:
-            raise ValueError(f"checkpoint {path} belongs to another model: " + "; ".join(fatal))
-        changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
-        if changed and self.is_main:
-            logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
 
     def export_model(self) -> Path:
         """A Hugging Face folder loadable with ``from_pretrained`` (LoRA merged if asked)."""
@@ -1000,93 +770,18 @@ class Trainer:
             self._stop_signal = int(flag)
         return bool(flag)
 
-    @contextlib.contextmanager
-    def _progress(self) -> Iterator[Any]:
-        """A progress bar with ETA; ``advance(metrics)`` after a step, ``evaluate()``
-        runs the evaluation with the bar saying so."""
-        if not self.is_main:
-            yield SimpleNamespace(advance=lambda metrics: None, evaluate=self.evaluate)
-            return
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
+    def _progress(self) -> contextlib.AbstractContextManager:
+        """The console: ``advance(metrics)`` after a step, ``evaluate()`` with the bar."""
+        return training_progress(
+            self.total_steps,
+            self.step_index,
+            self.config.logging.log_every,
+            self.evaluate,
+            eval_sets=", ".join(self.evaluation.sets),
+            enabled=self.is_main,
         )
-
-        columns = (
-            TextColumn("step {task.completed}/{task.total}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[summary]}"),
-        )
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task(
-                "train", total=self.total_steps, completed=self.step_index, summary=""
-            )
-
-            def advance(metrics: dict[str, float]) -> None:
-                summary = (
-                    f"reward {metrics['reward/total']:.3f}  "
-                    f"acc {metrics['reward/accuracy_rate']:.3f}  "
-                    f"len {metrics['length/mean']:.0f}  kl {metrics.get('kl/mean', 0.0):.4f}"
-                )
-                progress.update(task, advance=1, summary=summary)
-                if self.step_index % self.config.logging.log_every == 0:
-                    progress.console.log(f"step {self.step_index}: {summary}")
-
-            def evaluate() -> dict[str, float]:
-                names = ", ".join(self.eval_datasets)
-                progress.update(task, summary=f"evaluating {names}...")
-                metrics = self.evaluate()
-                progress.update(task, summary="")
-                accuracies = "  ".join(
-                    f"{key.split('/')[1]} {value:.3f}"
-                    for key, value in metrics.items()
-                    if key.endswith("/accuracy")
-                )
-                progress.console.log(f"eval at step {self.step_index}: accuracy {accuracies}")
-                return metrics
-
-            yield SimpleNamespace(advance=advance, evaluate=evaluate)
 
     def close(self) -> None:
         self.rewards.close()
-        if self._judge is not None:
-            self._judge.close()
+        self.evaluation.close()
         self.tracker.close()
-
-
-def _check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
-    """Data files, reward references and a writable run folder that holds no other
-    run's checkpoints, before anything loads."""
-    data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
-    for data in data_configs:
-        for path in [data.path] if isinstance(data.path, str) else (data.path or []):
-            if not Path(path).exists():
-                raise DataError(str(path), "no such file or folder", reason="missing_file")
-    RewardRunner.check_references(config.rewards)
-    run_dir = Path(config.logging.output_dir)
-    _check_writable(run_dir)
-    if not resume and list_checkpoints(run_dir / "checkpoints"):
-        # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
-        raise ValueError(
-            f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
-            "with --resume, or choose another folder"
-        )
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Fail now, not at the first checkpoint, if the run folder cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(
-            f"the run folder {run_dir} (logging.output_dir) is not writable: {error.strerror}"
-        ) from None

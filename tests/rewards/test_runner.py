@@ -93,9 +93,6 @@ def test_failures_score_zero_are_counted_and_training_goes_on(runner, caplog):
     assert result.failures["accuracy"] == {"bad_ground_truth": 1}  # never a free point
     assert result.components["accuracy"].tolist() == [1.0, 1.0, 0.0]
     assert all(math.isfinite(v) for v in result.total.tolist())
-    metrics = result.metrics()
-    assert metrics["reward/hang/timeouts"] == 1.0
-    assert metrics["reward/boom/errors"] == 3.0
     # the pool recovered: the next batch is scored normally
     again = runner.score([RewardSample(GOOD, "3")])
     assert again.components["hang"].tolist() == [1.0]

@@ -164,7 +164,7 @@ def test_reference_config_is_up_to_date():
 
 def test_shipped_configs_are_valid():
     view_r1 = load_config(ROOT / "configs" / "view-r1-3b.yaml", ["data.path=train.jsonl"])
-    assert view_r1.algorithm.use_dads and view_r1.algorithm.use_stcr
+    assert view_r1.algorithm.dads and view_r1.algorithm.stcr
     assert view_r1.algorithm.beta == 1e-3 and view_r1.optim.lr == 1e-6
     assert view_r1.batch.prompts_per_step == 128 and view_r1.rollout.group_size == 8
     assert view_r1.rollout.max_new_tokens == 4096 and view_r1.optim.betas == (0.9, 0.95)

@@ -3,6 +3,7 @@
 import json
 import math
 import signal
+from statistics import fmean
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from apo.checkpoint import list_checkpoints, read_trainer_state
+from apo.evaluation.judge import Judge
 from apo.models import unwrap_model
 from apo.tracking import read_metrics
 from apo.trainer import StopTraining, Trainer, lr_multiplier, rank_positions
@@ -251,7 +253,7 @@ def test_periodic_evaluation(make_config):
         assert 0.0 <= record["eval/viewr1/accuracy"] <= 1.0
         assert {
             "eval/plain/accuracy",
-            "eval/plain/format",
+            "eval/plain/format_rate",
             "eval/plain/length_mean",
         } <= record.keys()
 
@@ -261,21 +263,21 @@ def test_periodic_evaluation_on_a_benchmark(make_config, tmp_path, monkeypatch):
     from tests.evaluation import fixtures
 
     judged = []
-    original = Trainer._judge_benchmark
+    original = Judge.__call__
 
     def recording(self, name, items):
         verdicts = original(self, name, items)
-        judged.append((name, [q.answer for q, _ in items], verdicts.float().mean().item()))
+        judged.append((name, [q.answer for q, _ in items], fmean(v["correct"] for v in verdicts)))
         return verdicts
 
-    monkeypatch.setattr(Trainer, "_judge_benchmark", recording)
+    monkeypatch.setattr(Judge, "__call__", recording)
     datasets = {"star": {"benchmark": "mmstar", "data": {"path": str(fixtures.mmstar(tmp_path))}}}
     config = make_config(eval={"every": 0, "at_start": True, "datasets": datasets})
     exported = Trainer(config).train()
     [start, end] = [r for r in read_metrics(exported.parent) if "eval/star/accuracy" in r]
     assert judged[0][:2] == ("mmstar", ["A", "A"])  # two questions, greedy: one answer each
     assert start["eval/star/accuracy"] == judged[0][2]
-    assert 0.0 <= start["eval/star/format"] <= 1.0 and end["step"] == 2
+    assert 0.0 <= start["eval/star/format_rate"] <= 1.0 and end["step"] == 2
 
 
 def test_an_unknown_benchmark_is_a_config_error(make_config):

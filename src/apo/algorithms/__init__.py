@@ -5,11 +5,12 @@ indices [k*G, (k+1)*G) of every per-sample tensor.
 """
 
 from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS, group_advantages
+from apo.algorithms.config import OFFICIAL_BETA, AlgorithmConfig
 from apo.algorithms.dads import DADS_SCHEDULES, dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
+from apo.algorithms.groups import varied_groups
 from apo.algorithms.kl import KL_ESTIMATORS, kl_divergence
 from apo.algorithms.objective import (
-    OFFICIAL_BETA,
     ShapedAdvantages,
     apo_loss,
     apo_objective,
@@ -26,6 +27,7 @@ __all__ = [
     "LOSS_AGGREGATIONS",
     "OFFICIAL_BETA",
     "OFFICIAL_STCR_BASE",
+    "AlgorithmConfig",
     "ShapedAdvantages",
     "aggregate_loss",
     "apo_loss",
@@ -39,4 +41,5 @@ __all__ = [
     "shape_advantages",
     "shaping_metrics",
     "stcr_weights",
+    "varied_groups",
 ]

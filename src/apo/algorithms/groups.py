@@ -61,3 +61,11 @@ def as_correct_mask(correct: Tensor, name: str = "correct") -> Tensor:
     if not bool(((correct == 0) | (correct == 1)).all()):
         raise ValueError(f"{name} must be boolean or hold only 0 and 1")
     return correct != 0
+
+
+def varied_groups(rewards: Tensor, group_size: int) -> Tensor:
+    """[N] bool: responses of groups whose rewards are not all equal (a group of equal
+    rewards has zero advantages, hence no policy gradient; DAPO drops such groups)."""
+    grouped = to_groups(rewards, group_size, "rewards")
+    varied = (grouped != grouped[:, :1]).any(dim=1, keepdim=True)
+    return varied.expand_as(grouped).reshape(-1)

@@ -18,19 +18,19 @@ plain GRPO; each flag alone gives GRPO+DADS or GRPO+STCR::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from apo.algorithms.advantages import group_advantages
+from apo.algorithms.config import AlgorithmConfig, resolve_config
 from apo.algorithms.dads import dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
 from apo.algorithms.groups import as_correct_mask, check_same_shape, to_groups
 from apo.algorithms.kl import kl_divergence
 from apo.algorithms.policy_loss import aggregate_loss, masked_token_mean, ppo_clip_loss
-from apo.algorithms.stcr import OFFICIAL_STCR_BASE, apply_stcr, stcr_weights
-
-OFFICIAL_BETA = 1e-3
+from apo.algorithms.stcr import apply_stcr, stcr_weights
 
 
 def _mean_where(values: Tensor, where: Tensor) -> Tensor:
@@ -105,15 +105,8 @@ def shape_advantages(
     correct: Tensor,
     lengths: Tensor,
     group_size: int,
-    *,
-    dads: bool = True,
-    stcr: bool = True,
-    advantage_method: str = "grpo",
-    advantage_eps: float = 1e-9,
-    unbiased_std: bool = True,
-    stcr_base: float = OFFICIAL_STCR_BASE,
-    stcr_negatives_only: bool = False,
-    dads_schedule: str = "official",
+    config: AlgorithmConfig | None = None,
+    **settings: Any,
 ) -> ShapedAdvantages:
     """Advantages and KL weights of one rollout of whole groups.
 
@@ -122,30 +115,36 @@ def shape_advantages(
         correct: [N] bool (or 0/1): the accuracy part of the reward is 1.
         lengths: [N] number of generated tokens per response.
         group_size: G.
-        dads / stcr: switch each APO component on or off.
-        The other arguments are passed to :func:`group_advantages`,
-        :func:`stcr_weights`, :func:`apply_stcr` and :func:`dads_kl_weights`.
+        config: the settings (official when None); the trainer passes its
+            ``algorithm`` section. Read here: ``dads`` / ``stcr`` (each APO
+            component on or off), ``advantage``, ``advantage_eps``,
+            ``unbiased_std``, ``stcr_base``, ``stcr_negatives_only``,
+            ``dads_schedule``.
+        settings: fields of :class:`AlgorithmConfig` as keywords, over ``config``
+            (``dads=False, stcr=False``; ``advantage_method`` names ``advantage``).
 
     Returns:
         :class:`ShapedAdvantages`, whose ``metrics`` hold ``adv/*``,
         ``difficulty/mean``, ``groups/*`` fractions, and ``dads/*`` and ``stcr/*``
         weights (NaN where a mean is over no sample, e.g. no positive sample).
     """
+    config = resolve_config(config, settings)
     check_same_shape(rewards, "rewards", correct=correct, lengths=lengths)
     rewards, correct, lengths = rewards.detach(), correct.detach(), lengths.detach()
     is_correct = as_correct_mask(correct)
     raw = group_advantages(
-        rewards, group_size, advantage_method, advantage_eps, unbiased=unbiased_std
+        rewards, group_size, config.advantage, config.advantage_eps, unbiased=config.unbiased_std
     )
     difficulty = group_difficulty(is_correct, group_size)
 
-    if stcr:
-        weights = stcr_weights(lengths, is_correct, group_size, base=stcr_base)
-        advantages = apply_stcr(raw, weights, negatives_only=stcr_negatives_only)
+    if config.stcr:
+        weights = stcr_weights(lengths, is_correct, group_size, base=config.stcr_base)
+        advantages = apply_stcr(raw, weights, negatives_only=config.stcr_negatives_only)
     else:
         weights = torch.zeros_like(raw)
         advantages = raw
-    kl_weights = dads_kl_weights(advantages, difficulty, dads_schedule if dads else "constant")
+    schedule = config.dads_schedule if config.dads else "constant"
+    kl_weights = dads_kl_weights(advantages, difficulty, schedule)
 
     metrics = shaping_metrics(
         rewards,
@@ -156,7 +155,7 @@ def shape_advantages(
         kl_weights,
         weights,
         group_size,
-        stcr_negatives_only=stcr_negatives_only,
+        stcr_negatives_only=config.stcr_negatives_only,
     )
     return ShapedAdvantages(
         advantages=advantages,
@@ -175,16 +174,11 @@ def apo_objective(
     mask: Tensor,
     advantages: Tensor,
     kl_weights: Tensor | None = None,
+    config: AlgorithmConfig | None = None,
     *,
-    beta: float = OFFICIAL_BETA,
-    kl_estimator: str = "k3",
-    kl_clamp: float | None = None,
-    eps_low: float = 0.2,
-    eps_high: float | None = None,
-    dual_clip: float | None = None,
-    aggregation: str = "seq-mean-token-mean",
     max_tokens: int | None = None,
     denominator: float | None = None,
+    **settings: Any,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of one mini-batch: policy_loss + beta * agg(kl_weight_i * KL_it).
 
@@ -198,26 +192,28 @@ def apo_objective(
         mask: [B, T] bool or 0/1, set on response tokens.
         advantages: [B] shaped advantages (:func:`shape_advantages`).
         kl_weights: [B] per-response KL weights; None means ones.
-        beta: KL coefficient (official 1e-3).
-        denominator: see :func:`aggregate_loss`; used by both terms.
-        The remaining arguments go to :func:`kl_divergence` and :func:`ppo_clip_loss`.
+        config: the settings (official when None). Read here: ``beta`` (KL
+            coefficient, official 1e-3), ``kl_estimator`` and ``kl_clamp`` (for
+            :func:`kl_divergence`), ``eps_low``, ``eps_high``, ``dual_clip`` and
+            ``aggregation`` (for :func:`ppo_clip_loss`).
+        max_tokens, denominator: see :func:`aggregate_loss`; used by both terms.
+        settings: fields of :class:`AlgorithmConfig` as keywords, over ``config``.
 
     Returns:
         (loss, metrics) with ``loss/total``, ``loss/policy``, ``loss/kl`` (weighted,
         before beta), ``kl/mean`` (unweighted token mean) and the ``policy/*``
         diagnostics of :func:`ppo_clip_loss`.
     """
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    config = resolve_config(config, settings)
     policy_loss, metrics = ppo_clip_loss(
         logp,
         old_logp,
         advantages,
         mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        dual_clip=dual_clip,
-        aggregation=aggregation,
+        eps_low=config.eps_low,
+        eps_high=config.eps_high,
+        dual_clip=config.dual_clip,
+        aggregation=config.aggregation,
         max_tokens=max_tokens,
         denominator=denominator,
     )
@@ -228,17 +224,17 @@ def apo_objective(
         kl = kl_divergence(
             torch.where(keep, logp, torch.zeros_like(logp)),
             torch.where(keep, ref_logp, torch.zeros_like(ref_logp)),
-            kl_estimator,
-            clamp=kl_clamp,
+            config.kl_estimator,
+            clamp=config.kl_clamp,
         )
         weighted = kl if kl_weights is None else kl * kl_weights.detach().to(kl.dtype)[:, None]
         kl_loss = aggregate_loss(
-            weighted, keep, aggregation, max_tokens=max_tokens, denominator=denominator
+            weighted, keep, config.aggregation, max_tokens=max_tokens, denominator=denominator
         )
-        total = policy_loss + beta * kl_loss
+        total = policy_loss + config.beta * kl_loss
         metrics["loss/kl"] = kl_loss.detach()
         metrics["kl/mean"] = masked_token_mean(kl, keep)
-    elif beta > 0:
+    elif config.beta > 0:
         raise ValueError("ref_logp is required when beta > 0 (the KL term needs a reference)")
     metrics["loss/policy"] = policy_loss.detach()
     metrics["loss/total"] = total.detach()
@@ -254,23 +250,10 @@ def apo_loss(
     correct: Tensor,
     lengths: Tensor | None,
     group_size: int,
+    config: AlgorithmConfig | None = None,
     *,
-    dads: bool = True,
-    stcr: bool = True,
-    advantage_method: str = "grpo",
-    advantage_eps: float = 1e-9,
-    unbiased_std: bool = True,
-    stcr_base: float = OFFICIAL_STCR_BASE,
-    stcr_negatives_only: bool = False,
-    dads_schedule: str = "official",
-    beta: float = OFFICIAL_BETA,
-    kl_estimator: str = "k3",
-    kl_clamp: float | None = None,
-    eps_low: float = 0.2,
-    eps_high: float | None = None,
-    dual_clip: float | None = None,
-    aggregation: str = "seq-mean-token-mean",
     max_tokens: int | None = None,
+    **settings: Any,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The APO loss of a batch of whole groups in one call (official settings by default).
 
@@ -281,27 +264,17 @@ def apo_loss(
         rewards, correct: [N] as in :func:`shape_advantages`.
         lengths: [N] generated-token counts; None means ``mask.sum(-1)``.
         group_size: G; the N rows hold N / G whole groups, contiguously.
-        Other arguments: see :func:`shape_advantages` and :func:`apo_objective`.
+        config, settings: the settings of both steps (:class:`AlgorithmConfig`, or
+            its fields as keywords over it).
+        max_tokens: see :func:`aggregate_loss`.
 
     Returns:
         (loss, metrics): the metrics of both steps in one dict.
     """
+    config = resolve_config(config, settings)
     if lengths is None:
         lengths = mask.sum(dim=-1)
-    shaped = shape_advantages(
-        rewards,
-        correct,
-        lengths,
-        group_size,
-        dads=dads,
-        stcr=stcr,
-        advantage_method=advantage_method,
-        advantage_eps=advantage_eps,
-        unbiased_std=unbiased_std,
-        stcr_base=stcr_base,
-        stcr_negatives_only=stcr_negatives_only,
-        dads_schedule=dads_schedule,
-    )
+    shaped = shape_advantages(rewards, correct, lengths, group_size, config)
     if logp.shape[0] != rewards.shape[0]:
         raise ValueError(f"logp has {logp.shape[0]} rows for {rewards.shape[0]} rewards")
     loss, metrics = apo_objective(
@@ -311,13 +284,7 @@ def apo_loss(
         mask,
         shaped.advantages,
         shaped.kl_weights,
-        beta=beta,
-        kl_estimator=kl_estimator,
-        kl_clamp=kl_clamp,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        dual_clip=dual_clip,
-        aggregation=aggregation,
+        config,
         max_tokens=max_tokens,
     )
     return loss, shaped.metrics | metrics

@@ -4,7 +4,13 @@ from apo.data.dataset import DataConfig, DataReport, PromptDataset
 from apo.data.errors import DataError
 from apo.data.formats import Example, parse_record
 from apo.data.images import ImageRef, check_image, image_ref
-from apo.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig, chat_messages, render_prompt
+from apo.data.prompts import (
+    DEFAULT_SYSTEM_PROMPT,
+    PromptConfig,
+    PromptInput,
+    chat_messages,
+    render_prompt,
+)
 from apo.data.records import Record, read_records
 from apo.data.sampler import ResumableSampler
 
@@ -17,6 +23,7 @@ __all__ = [
     "ImageRef",
     "PromptConfig",
     "PromptDataset",
+    "PromptInput",
     "Record",
     "ResumableSampler",
     "chat_messages",

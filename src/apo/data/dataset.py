@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from apo.data.errors import DataError
 from apo.data.formats import Example, parse_record
 from apo.data.images import check_image
-from apo.data.prompts import PromptConfig, prompt_input, render_prompt
+from apo.data.prompts import PromptConfig, PromptInput, prompt_input, render_prompt
 from apo.data.records import read_records
-from apo.rollout.base import PromptInput
 
 
 class DataConfig(BaseModel):

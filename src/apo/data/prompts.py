@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from apo.data.formats import Example
-from apo.rollout.base import PromptInput
 
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -19,6 +19,15 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass
+class PromptInput:
+    """A prompt rendered with the chat template, and its images in placeholder order:
+    what a rollout engine takes."""
+
+    text: str
+    images: list[Any] = field(default_factory=list)
 
 
 class PromptConfig(BaseModel):

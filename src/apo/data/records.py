@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from apo.data.errors import DataError
 
 JSON_SUFFIXES = {".json"}
@@ -113,8 +115,6 @@ def _read_json(path: Path) -> Iterator[Record]:
 
 
 def _read_parquet(path: Path) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
     try:
         table = pq.ParquetFile(path)
     except Exception as error:  # pyarrow raises several types for a bad file
@@ -139,7 +139,7 @@ def _read_tsv(path: Path) -> Iterator[Record]:
 
 
 def _read_saved_dataset(path: Path, split: str) -> Iterator[Record]:
-    import datasets
+    import datasets  # half a second to import: only for a save_to_disk folder
 
     try:
         loaded = datasets.load_from_disk(str(path))

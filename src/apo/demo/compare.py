@@ -18,6 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from apo.plots import plot_runs
 from apo.tracking import read_metrics
 
 VARIANTS: dict[str, tuple[bool, bool]] = {  # name: (dads, stcr)
@@ -174,16 +177,6 @@ def run_compare(
     beta: float | None = None,
 ) -> Path:
     """Run every variant on every seed; write ``compare.md`` and figures; return its path."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from apo.plots import plot_runs
-
     output_dir = Path(output_dir)
     extra = (["--steps", str(steps)] if steps is not None else []) + (["--quick"] if quick else [])
     extra += ["--beta", str(beta)] if beta is not None else []

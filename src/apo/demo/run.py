@@ -98,10 +98,9 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
                 "max_batch_size": 64,
             },
             "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
-            "algorithm": {
-                "name": settings.algorithm,
-                "dads": settings.dads,
-                "stcr": settings.stcr,
+            "algorithm": {  # the ablation flags, when given, over the algorithm's
+                "dads": settings.algorithm == "apo" if settings.dads is None else settings.dads,
+                "stcr": settings.algorithm == "apo" if settings.stcr is None else settings.stcr,
                 "beta": settings.beta,
                 "stcr_base": settings.stcr_base,
             },

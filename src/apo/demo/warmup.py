@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from apo.data import PromptInput
 from apo.data.formats import Example
 from apo.data.images import ImageRef
 from apo.data.prompts import PromptConfig, render_prompt
@@ -32,7 +33,7 @@ from apo.data.synthetic import REASONING_TASKS, NoisyTeacher, implied_answer, ma
 from apo.models import build_sequence_batch, encode_prompts, sequence_log_probs
 from apo.models.tiny import build_model, build_processor
 from apo.rewards import accuracy_reward
-from apo.rollout import PromptInput, SamplingConfig, TransformersEngine
+from apo.rollout import SamplingConfig, TransformersEngine
 
 # Short prompts: the demo's questions carry no long system instruction.
 DEMO_PROMPT = PromptConfig(system_prompt=None)

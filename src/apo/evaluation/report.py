@@ -1,13 +1,17 @@
 """Summaries of per-question results, markdown tables, and side-by-side comparison.
 
-A results row is one sampled response: ``id``, ``sample``, ``correct``,
-``length``, ``truncated``, ``formatted``, ``categories`` (see
-:mod:`apo.evaluation.runner`). With K samples per question:
+A results row is one sampled response (:mod:`apo.evaluation.answers`): ``id``,
+``sample``, ``correct``, ``length``, ``truncated``, ``formatted``, and
+optionally ``categories``, ``ground_truth_error`` and ``rewards``. With K
+samples per question:
 
 - ``accuracy`` is mean@K: the mean over questions of the fraction of correct
   samples (with K = 1, plain accuracy; it estimates pass@1);
 - ``pass@K`` is the fraction of questions with at least one correct sample
   (the unbiased estimator 1 - C(n-c, k) / C(n, k) with k = n).
+
+:func:`summarize` is the one place the metric names are made, for ``apo eval``
+and the trainer's evaluations alike (docs/EVALUATION.md lists them).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ def _mean(values: list[float]) -> float | None:
 
 def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy (mean@K), pass@K, per-category accuracy, lengths, truncation and
-    format rates of one benchmark's results."""
+    format rates of one evaluation set's results, and the mean of each reward
+    component (``reward/<name>``) when the rows were judged by the rewards."""
     by_question: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_question[row["id"]].append(row)
@@ -54,7 +59,7 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         for name, values in samples[0].get("categories", {}).items():
             for value in values:
                 categories[name][value].append(scores[qid])
-    return {
+    summary = {
         "questions": len(by_question),
         "samples_per_question": k,
         "accuracy": statistics.fmean(scores.values()),
@@ -73,6 +78,9 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
             for name, values in categories.items()
         },
     }
+    for name in every[0].get("rewards", {}):
+        summary[f"reward/{name}"] = statistics.fmean(s["rewards"][name] for s in every)
+    return summary
 
 
 def _percent(value: float | None) -> str:

@@ -10,26 +10,27 @@ the same settings skips the questions already answered. ``summary.json`` and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from apo.config import config_changes
 from apo.data.prompts import PromptConfig, prompt_input, render_prompt
+from apo.evaluation.answers import answer_questions, benchmark_verdicts
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
+from apo.evaluation.judge import Judge
 from apo.evaluation.report import markdown_summary, summarize
-from apo.rewards.answer import extract_answer
-from apo.rewards.format import is_well_formatted
-from apo.rewards.runner import worker_context
+from apo.models import LoadedModel, ModelConfig, load_model
+from apo.nested import config_changes
+from apo.rollout import RolloutEngine, SamplingConfig, build_engine
 
 logger = logging.getLogger(__name__)
 
@@ -85,55 +86,6 @@ class BenchmarkRequest:
                 f"choose from {', '.join(benchmark.splits)}"
             )
         return cls(benchmark, split, path)
-
-
-# ------------------------------------------------------------------ judging
-
-
-def _judge(judge: Callable, question: Question, prediction: str) -> tuple[bool, bool]:
-    """(correct, ground truth unreadable), in a worker process."""
-    from apo.rewards.accuracy import GroundTruthError
-
-    try:
-        return judge(question, prediction), False
-    except GroundTruthError:
-        return False, True
-
-
-class Judge:
-    """Judges answers in worker processes with a hard timeout: math_verify can hang on
-    adversarial text, and a hung evaluation would lose the night."""
-
-    def __init__(self, timeout: float = 10.0, workers: int = 1) -> None:
-        from pebble import ProcessPool
-
-        self.timeout = timeout
-        self.pool = ProcessPool(max_workers=workers, context=worker_context())
-
-    def __call__(
-        self, benchmark: Benchmark, items: Sequence[tuple[Question, str]]
-    ) -> list[dict[str, bool]]:
-        futures = [
-            self.pool.schedule(
-                _judge,
-                # the judge goes by reference (module and name), the question without images
-                args=(benchmark.judge, dataclasses.replace(q, images=[]), prediction),
-                timeout=self.timeout,
-            )
-            for q, prediction in items
-        ]
-        verdicts = []
-        for future in futures:
-            try:
-                correct, unreadable = future.result()
-                verdicts.append({"correct": correct, "ground_truth_error": unreadable})
-            except FutureTimeout:
-                verdicts.append({"correct": False, "judge_timeout": True})
-        return verdicts
-
-    def close(self) -> None:
-        self.pool.stop()
-        self.pool.join()
 
 
 # ------------------------------------------------------------------ results files
@@ -194,11 +146,6 @@ def evaluate(
 
     Every benchmark's files are read and checked before the model is loaded.
     """
-    import torch
-
-    from apo.models import ModelConfig, load_model
-    from apo.rollout import SamplingConfig, TransformersEngine
-
     output = Path(output)
     keys = [r.key for r in requests]
     if len(set(keys)) != len(keys):
@@ -208,8 +155,8 @@ def evaluate(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
-    engine = TransformersEngine(
-        loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
+    engine = build_engine(
+        "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
     )
     sampling = SamplingConfig(
         group_size=settings.samples_per_question,
@@ -255,8 +202,6 @@ def progress_bar(name: str, total: int, completed: int, enabled: bool) -> Iterat
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     columns = (f"{name}", BarColumn(), MofNCompleteColumn(), "eta", TimeRemainingColumn())
     with Progress(*columns) as bar:
         task = bar.add_task(name, total=total, completed=completed)
@@ -266,16 +211,14 @@ def progress_bar(name: str, total: int, completed: int, enabled: bool) -> Iterat
 def _run_benchmark(
     request: BenchmarkRequest,
     questions: list[Question],
-    engine: Any,
-    loaded: Any,
-    sampling: Any,
+    engine: RolloutEngine,
+    loaded: LoadedModel,
+    sampling: SamplingConfig,
     settings: EvalSettings,
     judge: Judge,
     output: Path,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    import torch
-
     path = output / f"{request.key}.jsonl"
     done = read_results(path, settings.samples_per_question)
     pending = [q for q in questions if q.id not in done]
@@ -290,33 +233,16 @@ def _run_benchmark(
                 render_prompt(e, loaded.processor, settings.prompt, loaded.is_multimodal)
                 for e in examples
             ]
-            inputs = [prompt_input(e, t) for e, t in zip(examples, texts, strict=True)]
-            rollouts = engine.generate(inputs, sampling)
-            extracted = [extract_answer(r.text) for r in rollouts]
-            verdicts = judge(
-                request.benchmark,
-                [(chunk[r.prompt_index], e) for r, e in zip(rollouts, extracted, strict=True)],
+            rows = answer_questions(
+                engine,
+                [prompt_input(e, t) for e, t in zip(examples, texts, strict=True)],
+                [
+                    {"id": q.id, "prompt": t, "answer": q.answer, "categories": q.categories}
+                    for q, t in zip(chunk, texts, strict=True)
+                ],
+                sampling,
+                benchmark_verdicts(judge, request.benchmark, chunk),
             )
-            rows = []
-            for index, (rollout, answer, verdict) in enumerate(
-                zip(rollouts, extracted, verdicts, strict=True)
-            ):
-                question = chunk[rollout.prompt_index]
-                rows.append(
-                    {
-                        "id": question.id,
-                        "sample": index % settings.samples_per_question,
-                        "prompt": texts[rollout.prompt_index],
-                        "response": rollout.text,
-                        "extracted": answer,
-                        "answer": question.answer,
-                        **verdict,
-                        "length": rollout.length,
-                        "truncated": rollout.truncated,
-                        "formatted": is_well_formatted(rollout.text),
-                        "categories": question.categories,
-                    }
-                )
             with path.open("a") as handle:
                 handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             for row in rows:

@@ -4,6 +4,10 @@ Vision-language models load through ``AutoModelForImageTextToText`` with their
 ``AutoProcessor``; text-only models through ``AutoModelForCausalLM`` with their
 tokenizer. Nothing model-specific is hard-coded: the processor and the chat
 template of the checkpoint do the model-specific work.
+
+transformers is imported inside the functions that read or load a checkpoint:
+its model classes take seconds to load, and this module is imported with every
+config.
 """
 
 from __future__ import annotations

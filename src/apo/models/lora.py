@@ -52,7 +52,7 @@ class LoraSettings(BaseModel):
 
 def apply_lora(model, settings: LoraSettings):
     """Wrap ``model`` in a ``peft`` model with fresh LoRA adapters (only they train)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # seconds to import: only for LoRA runs
 
     config = LoraConfig(
         r=settings.r,
@@ -72,6 +72,6 @@ def apply_lora(model, settings: LoraSettings):
 
 
 def has_adapters(model) -> bool:
-    from peft import PeftModel
+    from peft import PeftModel  # seconds to import: not with every config
 
     return isinstance(unwrap_model(model), PeftModel)

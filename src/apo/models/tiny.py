@@ -7,17 +7,24 @@ and video processors and Qwen's chat template. It is built deterministically in
 a few seconds, saved in the standard Hugging Face layout and cached, so
 ``from_pretrained`` and every code path treat it exactly like a real checkpoint.
 Nothing is downloaded.
+
+transformers is imported inside the builders: its model classes take seconds to
+load, and this module is imported with every config (``model.name_or_path``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 TINY_MODEL_NAME = "tiny"
 """The name that selects the built-in tiny model wherever a model path is expected."""
@@ -112,8 +119,6 @@ VISION_TOKENS = {
 
 def build_tokenizer():
     """A byte-level BPE tokenizer (any text encodes) with Qwen's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -174,8 +179,6 @@ def build_model(
     """A random-init tiny Qwen2.5-VL: by default the built-in tiny model (0.64 M
     parameters); the sizes make larger ones of the same architecture (heads of
     32 dimensions, so the mrope sections stay [4, 6, 6]; MLPs twice as wide)."""
-    import torch
-
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     heads = hidden // 32  # head_dim 32: the mrope sections must sum to 16
     text = {
@@ -220,7 +223,6 @@ def qwen_vl_model(
     """A random-init Qwen2.5-VL of the given text and vision sizes, its special
     tokens (``ids``: Qwen's token -> id) wired into the config and generation
     config; it stops at ``stop_ids`` (default: ``<|im_end|>``)."""
-    import torch
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     config = Qwen2_5_VLConfig(
@@ -278,10 +280,9 @@ def tiny_model_path(cache_dir: str | os.PathLike | None = None, seed: int = 0) -
     so a change to any of them builds a fresh copy. The build goes to a temporary
     folder that is renamed into place, so concurrent builders never see half a model.
     """
-    import transformers
-
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = f"{TINY_MODEL_REVISION}-{seed}-{transformers.__version__}"
+    version = importlib.metadata.version("transformers")
+    key = f"{TINY_MODEL_REVISION}-{seed}-{version}"
     path = cache / f"tiny-qwen2.5-vl-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     if (path / "apo_tiny_model.json").exists():
         return path

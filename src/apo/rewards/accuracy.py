@@ -131,7 +131,7 @@ def _math_parse(text: str) -> list:
     Math is parsed as LaTeX first: raw, "[1, 3)" would be read as 3 and "y=2x+1"
     as 2. A sentence ("There are 14 people.") is read raw, which finds its number.
     """
-    from math_verify import parse
+    from math_verify import parse  # loads sympy: in the workers, when an answer needs it
 
     if "$" in text:
         candidates = [text]
@@ -171,7 +171,7 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
     if _WORDS.fullmatch(strip_markup(ground_truth)) and len(strip_markup(ground_truth)) > 1:
         return False  # a word answer: text comparison only
 
-    from math_verify import verify
+    from math_verify import verify  # (see _math_parse)
 
     gold = _math_parse(ground_truth)
     if not gold:

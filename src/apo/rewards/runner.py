@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pebble import ProcessPool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
@@ -90,6 +91,13 @@ class RewardSample:
     answer: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, example: Any, response: str) -> RewardSample:
+        """A response to a data row (an :class:`apo.data.Example`): the reward
+        functions get the row's ``question``, ``choices``, ``id`` and extra fields."""
+        info = {"question": example.question, "choices": example.choices, "id": example.id}
+        return cls(response=response, answer=example.answer, info=info | example.extra)
+
 
 class InvalidRewardValue(TypeError):
     """A reward function returned something other than a finite number."""
@@ -104,17 +112,6 @@ class RewardResult:
     components: dict[str, Tensor]
     correct: Tensor
     failures: dict[str, Counter]
-
-    def metrics(self) -> dict[str, float]:
-        values = {
-            "reward/total": self.total.mean().item(),
-            "reward/correct": self.correct.float().mean().item(),
-        }
-        for name, component in self.components.items():
-            values[f"reward/{name}"] = component.mean().item()
-            for kind, count in sorted(self.failures[name].items()):
-                values[f"reward/{name}/{kind}"] = float(count)
-        return values
 
 
 _WORKER_CACHE: dict[str, Any] = {}
@@ -170,8 +167,6 @@ class RewardRunner:
 
     def _get_pool(self):
         if self._pool is None:
-            from pebble import ProcessPool
-
             self._pool = ProcessPool(
                 max_workers=self.config.num_workers,
                 context=worker_context(),

@@ -1,17 +1,26 @@
 """The rollout interface: prompts in, G responses per prompt out.
 
-The trainer only talks to :class:`RolloutEngine`, so a new engine (vLLM
-colocated or as a server, say) plugs in without touching the trainer.
+The trainer only talks to :class:`RolloutEngine` and builds its engine by name
+(``rollout.engine``) with :func:`build_engine`, so a new engine (vLLM colocated
+or as a server, say) is one class registered in ``ENGINES``::
+
+    @ENGINES.register("vllm")
+    class VllmEngine:
+        def __init__(self, model, processor, tokenizer, is_multimodal): ...
+        def generate(self, prompts, sampling, seeds=None): ...
+        def sync_weights(self): ...
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from apo.data.prompts import PromptInput
+from apo.registry import Registry
 
 FinishReason = Literal["eos", "stop", "length"]
 
@@ -41,21 +50,28 @@ class SamplingConfig(BaseModel):
             "(fixed-length benchmarks)."
         ),
     )
-    return_logprobs: bool = Field(
+
+
+class RolloutConfig(SamplingConfig):
+    """How responses are generated (G per prompt)."""
+
+    engine: str = Field(
+        "transformers",
+        description="Generation engine (apo.rollout.ENGINES); transformers: the policy's generate.",
+    )
+    seed_per_prompt: bool = Field(
         False,
         description=(
-            "Also return per-token log-probs of the sampling distribution "
-            "(transformers engine: keeps every step's scores, memory-hungry)."
+            "Sample each prompt alone with a seed derived from (seed, step, prompt): the "
+            "responses no longer depend on batching or the number of processes (slower)."
         ),
     )
 
-
-@dataclass
-class PromptInput:
-    """A prompt rendered with the chat template, and its images in placeholder order."""
-
-    text: str
-    images: list[Any] = field(default_factory=list)
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, name: str) -> str:
+        ENGINES.get(name)  # a ValueError lists the engines there are
+        return name
 
 
 @dataclass
@@ -71,7 +87,6 @@ class Rollout:
     response_ids: list[int]
     text: str
     finish_reason: FinishReason
-    logprobs: Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -100,3 +115,14 @@ class RolloutEngine(Protocol):
         weights (an inference server) refresh it here; engines that generate with
         the policy module itself have nothing to do."""
         ...
+
+
+ENGINES: Registry[Callable[..., RolloutEngine]] = Registry("rollout engine")
+"""Engine classes by name, each built as ``cls(model, processor, tokenizer, is_multimodal)``."""
+
+
+def build_engine(
+    name: str, model: Any, processor: Any, tokenizer: Any, is_multimodal: bool
+) -> RolloutEngine:
+    """The engine registered as ``name`` (``rollout.engine``), generating with ``model``."""
+    return ENGINES.get(name)(model, processor, tokenizer, is_multimodal)

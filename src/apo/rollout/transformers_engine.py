@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from apo.memory import is_out_of_memory, release_memory
+from apo.memory import retry_halving
 from apo.models.inputs import encode_prompts
 from apo.models.unwrap import unwrap_model
-from apo.rollout.base import FinishReason, PromptInput, Rollout, SamplingConfig
+from apo.rollout.base import ENGINES, FinishReason, PromptInput, Rollout, SamplingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def _cuda_devices(model: Any) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
+@ENGINES.register("transformers")
 class TransformersEngine:
     """Batched sampling with a KV cache, left-padded prompts and any number of images.
 
@@ -84,43 +85,55 @@ class TransformersEngine:
         was_training = model.training
         model.eval()  # no dropout while sampling
         try:
-            rollouts: list[Rollout] = []
             if seeds is not None:
                 if len(seeds) != len(prompts):
                     raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+                rollouts: list[Rollout] = []
                 for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
                     with torch.random.fork_rng(devices=_cuda_devices(model)):
                         torch.manual_seed(seed)
-                        rollouts += self._generate_chunk(model, [prompt], index, sampling)
+                        rollouts += self._generate_in_batches(model, [prompt], index, sampling)
                 return rollouts
-            for start in range(0, len(prompts), sampling.max_batch_size):
-                chunk = prompts[start : start + sampling.max_batch_size]
-                rollouts += self._generate_halving(model, chunk, start, sampling)
-            return rollouts
+            return self._generate_in_batches(model, prompts, 0, sampling)
         finally:
             model.train(was_training)
 
-    def _generate_halving(
+    def _generate_in_batches(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
     ) -> list[Rollout]:
-        """One call; out of memory with several prompts, two calls with half each."""
-        try:
-            return self._generate_chunk(model, prompts, offset, sampling)
-        except Exception as error:
-            if not is_out_of_memory(error) or len(prompts) == 1:
-                raise
-        release_memory()
-        half = len(prompts) // 2
-        logger.warning(
-            "out of memory generating for %d prompts at once: retrying with %d and %d "
-            "(lower rollout.max_batch_size to avoid the retry)",
-            len(prompts),
-            half,
-            len(prompts) - half,
-        )
-        return self._generate_halving(
-            model, prompts[:half], offset, sampling
-        ) + self._generate_halving(model, prompts[half:], offset + half, sampling)
+        """Generation calls of ``max_batch_size`` prompts; out of memory, of half as
+        many (kept for the calls that follow)."""
+
+        def warn(old: int, new: int) -> None:
+            logger.warning(
+                "out of memory generating for %d prompts at once: retrying with %d and %d "
+                "(lower rollout.max_batch_size to avoid the retry)",
+                old,
+                new,
+                old - new,
+            )
+
+        def advice(size: int) -> str:
+            return (
+                f"out of memory generating even one prompt's {sampling.group_size} responses "
+                f"of up to {sampling.max_new_tokens} tokens: lower the group size or the "
+                "number of new tokens, or use smaller images"
+            )
+
+        rollouts: list[Rollout] = []
+        start, size = 0, sampling.max_batch_size
+        while start < len(prompts):
+            chunk, size = retry_halving(
+                lambda n, start=start: self._generate_chunk(
+                    model, prompts[start : start + n], offset + start, sampling
+                ),
+                min(size, len(prompts) - start),
+                on_halve=warn,
+                advice=advice,
+            )
+            rollouts += chunk
+            start += size
+        return rollouts
 
     def _generate_chunk(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
@@ -144,7 +157,6 @@ class TransformersEngine:
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": sorted(end_ids),
             "return_dict_in_generate": True,
-            "output_scores": sampling.return_logprobs,
         }
         if sampling.ignore_eos:
             kwargs["min_new_tokens"] = sampling.max_new_tokens  # the end token is masked
@@ -161,16 +173,8 @@ class TransformersEngine:
             kwargs |= {"stop_strings": sampling.stop_strings, "tokenizer": self.tokenizer}
         output = model.generate(**inputs, **kwargs)
         generated = output.sequences[:, prompt_length:].cpu()
-        step_logprobs = None
-        if sampling.return_logprobs:
-            # scores: one [rows, vocab] tensor per step, after temperature / top-k / top-p.
-            scores = torch.stack(output.scores, dim=1).float().log_softmax(dim=-1)
-            step_logprobs = scores.gather(-1, generated[..., None].to(scores.device)).squeeze(-1)
-            step_logprobs = step_logprobs.cpu()
         if greedy and sampling.group_size > 1:
             generated = generated.repeat_interleave(sampling.group_size, dim=0)
-            if step_logprobs is not None:
-                step_logprobs = step_logprobs.repeat_interleave(sampling.group_size, dim=0)
 
         rollouts = []
         for row in range(generated.shape[0]):
@@ -181,7 +185,6 @@ class TransformersEngine:
                     response_ids=ids,
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     finish_reason=reason,
-                    logprobs=None if step_logprobs is None else step_logprobs[row, : len(ids)],
                 )
             )
         return rollouts

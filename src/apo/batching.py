@@ -1,0 +1,144 @@
+"""A step's responses cut into updates, then into micro-batches ready for the model.
+
+Each prompt is processed once per step (its images too): its G responses, and
+every pass over them, share that encoding. A micro-batch keeps its prompts, so
+it can be cut again (after running out of memory) or re-batched for the
+log-prob passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from apo.data import PromptInput
+from apo.models import SequenceBatch, build_sequence_batch, collate_prompts, encode_prompts
+from apo.rollout import Rollout
+
+
+@dataclass
+class MicroBatch:
+    """A slice of the rollout ready for the model, with its per-response tensors."""
+
+    prompts: list[PromptInput]  # kept to rebuild halves after an out-of-memory error
+    batch: SequenceBatch
+    loss_mask: Tensor  # [B, T]: response tokens that enter the loss
+    advantages: Tensor  # [B]
+    kl_weights: Tensor  # [B]
+    ref_logp: Tensor | None = None
+    old_logp: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def responses(self, rows: slice = slice(None)) -> list[list[int]]:
+        """The response token ids of these rows, without padding."""
+        lengths = self.batch.response_mask[rows].sum(dim=1).tolist()
+        ids = self.batch.response_ids[rows].tolist()
+        return [row[:length] for row, length in zip(ids, lengths, strict=True)]
+
+
+class StepBatcher:
+    """Builds the sequence batches of one step; :meth:`new_step` forgets the encodings."""
+
+    def __init__(
+        self, processor: Any, pad_id: int, is_multimodal: bool, device: torch.device
+    ) -> None:
+        self.processor = processor
+        self.pad_id = pad_id
+        self.is_multimodal = is_multimodal
+        self.device = device
+        self._encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
+
+    def new_step(self) -> None:
+        self._encodings = {}
+
+    def updates(
+        self,
+        prompts: list[PromptInput],
+        rollouts: list[Rollout],
+        advantages: Tensor,
+        kl_weights: Tensor,
+        keep: Tensor,
+        num_updates: int,
+        size: int,
+    ) -> list[list[MicroBatch]]:
+        """The responses cut into ``num_updates`` updates of micro-batches of ``size``.
+
+        Responses left out of the update (``keep`` False) stay in their
+        micro-batch with an empty loss mask: every process then runs the same
+        number of forward/backward passes, which distributed training requires.
+        """
+        per_update = len(rollouts) // num_updates
+        updates = []
+        for first in range(0, len(rollouts), per_update):
+            micro_batches = []
+            for start in range(first, first + per_update, size):
+                rows = list(range(start, min(start + size, first + per_update)))
+                rows_prompts = [prompts[rollouts[i].prompt_index] for i in rows]
+                batch = self.sequence_batch(rows_prompts, [rollouts[i].response_ids for i in rows])
+                micro_batches.append(
+                    MicroBatch(
+                        prompts=rows_prompts,
+                        batch=batch,
+                        loss_mask=batch.response_mask & keep[rows].to(self.device)[:, None],
+                        advantages=advantages[rows].to(self.device),
+                        kl_weights=kl_weights[rows].to(self.device),
+                    )
+                )
+            updates.append(micro_batches)
+        return updates
+
+    def sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
+        """Prompts and their responses, padded into one batch on the device."""
+        inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], self.pad_id)
+        return build_sequence_batch(inputs, responses, self.pad_id).to(self.device)
+
+    def _encoded(self, prompt: PromptInput) -> dict[str, Tensor]:
+        """A prompt's processor output (its images processed), once per step."""
+        key = id(prompt)
+        if key not in self._encodings:
+            encoded = encode_prompts(
+                self.processor, [prompt.text], [prompt.images], self.is_multimodal
+            )
+            self._encodings[key] = (prompt, encoded)  # the prompt keeps its id taken
+        return self._encodings[key][1]
+
+    def recut(self, updates: list[list[MicroBatch]], size: int) -> None:
+        """Cut every update's micro-batches (in place) until none holds more than ``size``."""
+        for position, micro_batches in enumerate(updates):
+            while max(len(m) for m in micro_batches) > size:
+                halved = [self.halves(m) if len(m) > size else [m] for m in micro_batches]
+                micro_batches = [part for parts in halved for part in parts]
+            updates[position] = micro_batches
+
+    def halves(self, micro: MicroBatch) -> list[MicroBatch]:
+        """The micro-batch as two, each padded only to its own longest response.
+
+        Losses are sums over tokens divided by the update's denominator, so two
+        halves accumulate the same gradient as the whole (up to float rounding).
+        """
+        half = len(micro) // 2
+        parts = []
+        for rows in (slice(0, half), slice(half, len(micro))):
+            batch = self.sequence_batch(micro.prompts[rows], micro.responses(rows))
+            width = batch.response_ids.shape[1]
+
+            def cut(tensor: Tensor | None, rows=rows, width=width) -> Tensor | None:
+                return None if tensor is None else tensor[rows, :width]
+
+            parts.append(
+                MicroBatch(
+                    prompts=micro.prompts[rows],
+                    batch=batch,
+                    loss_mask=cut(micro.loss_mask),
+                    advantages=micro.advantages[rows],
+                    kl_weights=micro.kl_weights[rows],
+                    ref_logp=cut(micro.ref_logp),
+                    old_logp=cut(micro.old_logp),
+                )
+            )
+        return parts

@@ -1,0 +1,159 @@
+"""The trainer's periodic evaluations (``eval.datasets``), on the one evaluation path.
+
+Each set is a training-format file judged by the reward components, or a
+benchmark's files judged by its own rule. Every process answers its share of
+the questions; the rows of all processes are summarised together, with the
+names of ``apo eval`` (:func:`apo.evaluation.report.summarize`), and logged as
+``eval/<set>/<metric>``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from apo.data import DataConfig, DataReport, PromptDataset, render_prompt
+from apo.evaluation.answers import answer_questions, benchmark_verdicts, reward_verdicts
+from apo.evaluation.benchmarks import Question, get_benchmark
+from apo.evaluation.judge import Judge
+from apo.evaluation.report import summarize
+from apo.rewards import RewardRunner
+from apo.rollout import RolloutEngine, SamplingConfig
+from apo.section import Section
+
+
+class EvalSet(Section):
+    """One evaluation set and how it is decoded."""
+
+    data: DataConfig = Field(description="The questions (any training data format).")
+    benchmark: str | None = Field(
+        None,
+        description=(
+            "A benchmark of apo eval (mathvista, mathverse, mmk12, mathvision, mmstar, mmmu, "
+            "custom): data.path holds its files, its rule judges the answers. None: the data "
+            "is in the training format and judged by the reward components."
+        ),
+    )
+    split: str | None = Field(None, description="The benchmark's split; None: its default.")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
+    samples_per_question: int = Field(
+        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
+    )
+    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, value: str | None) -> str | None:
+        return None if value is None else get_benchmark(value).name
+
+
+class EvalConfig(Section):
+    """Periodic evaluation on held-out questions."""
+
+    every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
+    at_start: bool = Field(False, description="Also evaluate before the first step.")
+    datasets: dict[str, EvalSet] = Field(
+        default_factory=dict,
+        description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
+    )
+
+
+@dataclass
+class EvalData:
+    """One evaluation set, loaded: its rows with rendered prompts, and a benchmark's
+    questions (None for a training-format set, judged by the rewards)."""
+
+    config: EvalSet
+    dataset: PromptDataset
+    questions: list[Question] | None = None
+
+
+def load_eval_set(config: EvalSet, processor: Any, is_multimodal: bool) -> EvalData:
+    """A training-format set, or a benchmark's questions as prompts."""
+    if config.benchmark is None:
+        return EvalData(config, PromptDataset.load(config.data, processor, is_multimodal))
+    benchmark = get_benchmark(config.benchmark)
+    questions = benchmark.questions(
+        config.data.path, config.split or benchmark.splits[0], config.data.limit
+    )
+    examples = [question.example() for question in questions]
+    prompts = [render_prompt(e, processor, config.data.prompt, is_multimodal) for e in examples]
+    report = DataReport(rows=len(examples), kept=len(examples))
+    return EvalData(config, PromptDataset(examples, prompts, report), questions)
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)  # None: a mean over nothing
+
+
+class PeriodicEvaluation:
+    """The sets of ``eval.datasets``, loaded once, evaluated whenever asked."""
+
+    def __init__(
+        self,
+        datasets: dict[str, EvalSet],
+        processor: Any,
+        is_multimodal: bool,
+        rewards: RewardRunner,
+        judge_timeout: float,
+    ) -> None:
+        self.sets = {
+            name: load_eval_set(config, processor, is_multimodal)
+            for name, config in datasets.items()
+        }
+        self.rewards = rewards
+        self.judge = Judge(timeout=judge_timeout)  # its workers start with a benchmark set
+
+    def evaluate(
+        self,
+        engine: RolloutEngine,
+        rollout: SamplingConfig,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        gather: Callable[[list], list] = lambda rows: rows,
+    ) -> dict[str, float]:
+        """``eval/<set>/<metric>`` of every set. Process ``rank`` of ``world`` answers
+        every world-th question; ``gather`` collects the rows of all processes."""
+        metrics: dict[str, float] = {}
+        for name, data in self.sets.items():
+            summary = summarize(gather(self._answer(data, engine, rollout, rank, world)))
+            metrics |= {
+                f"eval/{name}/{key}": _number(value)
+                for key, value in summary.items()
+                if value is None or isinstance(value, (int, float))
+            }
+        return metrics
+
+    def _answer(
+        self, data: EvalData, engine: RolloutEngine, rollout: SamplingConfig, rank: int, world: int
+    ) -> list[dict[str, Any]]:
+        indices = list(range(rank, len(data.dataset), world))
+        config = data.config
+        sampling = rollout.model_copy(
+            update={
+                "group_size": config.samples_per_question,
+                "temperature": config.temperature,
+                "max_new_tokens": config.max_new_tokens or rollout.max_new_tokens,
+            }
+        )
+        examples = [data.dataset.examples[i] for i in indices]
+        if data.questions is None:
+            judge = reward_verdicts(self.rewards, examples)
+        else:
+            questions = [data.questions[i] for i in indices]
+            judge = benchmark_verdicts(self.judge, config.benchmark, questions)
+        return answer_questions(
+            engine,
+            data.dataset.prompt_inputs(indices),
+            [{"id": example.id} for example in examples],
+            sampling,
+            judge,
+        )
+
+    def close(self) -> None:
+        self.judge.close()

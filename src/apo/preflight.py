@@ -1,0 +1,66 @@
+"""Checks made before training starts: the inputs exist, the run folder is usable,
+and a checkpoint to resume belongs to this run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from apo.checkpoint import list_checkpoints
+from apo.config import TrainConfig
+from apo.data import DataError
+from apo.nested import config_changes
+from apo.rewards import RewardRunner
+
+logger = logging.getLogger(__name__)
+
+# Settings a checkpoint cannot be resumed under, and settings expected to change on resume.
+INCOMPATIBLE = ("model.name_or_path", "lora.")
+EXPECTED = ("logging.", "checkpoint.", "training.max_steps", "training.episodes")
+
+
+def check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
+    """Data files, reward references and a writable run folder that holds no other
+    run's checkpoints, before anything loads."""
+    data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
+    for data in data_configs:
+        for path in [data.path] if isinstance(data.path, str) else (data.path or []):
+            if not Path(path).exists():
+                raise DataError(str(path), "no such file or folder", reason="missing_file")
+    RewardRunner.check_references(config.rewards)
+    run_dir = Path(config.logging.output_dir)
+    _check_writable(run_dir)
+    if not resume and list_checkpoints(run_dir / "checkpoints"):
+        # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
+        raise ValueError(
+            f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
+            "with --resume, or choose another folder"
+        )
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail now, not at the first checkpoint, if the run folder cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"the run folder {run_dir} (logging.output_dir) is not writable: {error.strerror}"
+        ) from None
+
+
+def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn: bool) -> None:
+    """Refuse a checkpoint of another model or adapter; name every other setting
+    that changed since it was saved (changing some, like the learning rate, is fine)."""
+    changes = config_changes(saved, config.model_dump(mode="json"))
+    described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
+    fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
+    if fatal:
+        raise ValueError(f"checkpoint {path} belongs to another model: " + "; ".join(fatal))
+    changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
+    if changed and warn:
+        logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
