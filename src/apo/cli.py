@@ -201,7 +201,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", default="runs/demo", help="run folder (default: runs/demo)")
     parser.add_argument("--algorithm", choices=["apo", "grpo"], default="apo")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 80)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 30)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
     parser.add_argument(

@@ -47,17 +47,17 @@ class DemoSettings:
     dads: bool | None = None
     stcr: bool | None = None
     seed: int = 0
-    steps: int = 40
+    steps: int = 30
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 96
-    lr: float = 1e-4
+    lr: float = 5e-5
     beta: float = 1e-3
     stcr_base: float = DEMO_STCR_BASE
     train_size: int = 2000
     test_size: int = 200
     general_size: int = 100
-    eval_every: int = 20
+    eval_every: int = 0  # 0: before and after training only
     eval_samples: int = 8
     quick: bool = False
 
@@ -124,10 +124,10 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
                         "temperature": 1.0,
                         "samples_per_question": settings.eval_samples,
                     },
-                    "general_sampled": {
+                    "general_sampled": {  # retention only: 2 samples are enough
                         "data": dataset(data["general"]),
                         "temperature": 1.0,
-                        "samples_per_question": settings.eval_samples,
+                        "samples_per_question": min(2, settings.eval_samples),
                     },
                 },
             },

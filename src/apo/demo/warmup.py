@@ -147,6 +147,7 @@ def warm_up(
     output_dir: str | Path,
     *,
     steps: int = 300,
+    schedule_steps: int | None = None,
     batch_size: int = 32,
     lr: float = 2e-3,
     seed: int = 0,
@@ -156,7 +157,10 @@ def warm_up(
     log_every: int = 50,
     probe_size: int = 48,
 ) -> Path:
-    """Build a tiny model, fine-tune it on the noisy teacher's demonstrations, save it."""
+    """Build a tiny model, fine-tune it on the noisy teacher's demonstrations, save it.
+
+    The one-cycle learning-rate schedule spans ``schedule_steps`` (default:
+    ``steps``); training may stop before its end."""
     torch.manual_seed(seed)
     processor = build_processor()
     model = build_model(
@@ -175,7 +179,7 @@ def warm_up(
     teacher = teacher or NoisyTeacher()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps, pct_start=0.05
+        optimizer, max_lr=lr, total_steps=schedule_steps or steps, pct_start=0.05
     )
     model.train()
     start = time.perf_counter()
