@@ -116,6 +116,31 @@ def _finalise(staging: Path, final: Path, state: dict[str, Any]) -> None:
         shutil.rmtree(replaced, ignore_errors=True)
 
 
+def clean_staging(directory: str | Path) -> list[str]:
+    """Remove what an interrupted checkpoint write left in ``directory``; returns
+    the names removed.
+
+    ``.tmp-step-N`` is a checkpoint that was never finished. ``.old-step-N`` is a
+    complete checkpoint that was being replaced by a new save of the same step:
+    it is put back when the new one never arrived, else removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".old-step-"):
+            final = directory / path.name.removeprefix(".old-")
+            if not final.exists():
+                path.rename(final)
+                continue
+        elif not path.name.startswith(".tmp-step-"):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
 def save_checkpoint(
     accelerator, directory: str | Path, step: int, state: dict[str, Any], keep_last: int
 ) -> Path:

@@ -178,7 +178,15 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         exported = trainer.train()
     except StopTraining as stop:
-        print(f"stopped by a signal; checkpoint saved in {config.logging.output_dir}/checkpoints")
+        checkpoints = Path(config.logging.output_dir) / "checkpoints"
+        if stop.saved:
+            print(f"stopped by a signal; checkpoint saved in {checkpoints}")
+        else:
+            last = latest_checkpoint(checkpoints)
+            print(
+                "stopped at once by a second signal, without saving this step; "
+                + (f"resume from {last} with --resume" if last else "no checkpoint was written")
+            )
         return int(stop.code)
     except (TrainingFailure, OutOfMemory, CheckpointError) as error:
         print(f"apo train: error: {error}", file=sys.stderr)
@@ -201,11 +209,14 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", default="runs/demo", help="run folder (default: runs/demo)")
     parser.add_argument("--algorithm", choices=["apo", "grpo"], default="apo")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 30)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 25)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
     parser.add_argument(
-        "--beta", type=float, default=None, help="KL coefficient (default: the official 1e-3)"
+        "--beta",
+        type=float,
+        default=None,
+        help="KL coefficient (default: 0.04, see docs/RESULTS.md)",
     )
     parser.add_argument(
         "--stcr-base",
@@ -213,6 +224,11 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="STCR base (default: 2^(1/24), sized to the demo's answer lengths; see "
         "docs/ALGORITHM.md)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the contents of --output even if apo demo did not write them",
     )
     parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--stcr", choices=["on", "off"], help=argparse.SUPPRESS)
@@ -238,7 +254,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     for name in ("steps", "beta", "stcr_base"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
-    result = run_demo(settings)
+    result = run_demo(settings, overwrite=args.overwrite)
     table = Table(title=f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
     for column in ("", "before", "after", "change", "noise (2 SE)"):
         table.add_column(column, justify="right")

@@ -37,6 +37,7 @@ from apo.algorithms import apo_objective, shape_advantages, varied_groups
 from apo.batching import MicroBatch, StepBatcher
 from apo.checkpoint import (
     check_free_space,
+    clean_staging,
     latest_checkpoint,
     load_checkpoint,
     read_trainer_state,
@@ -60,6 +61,7 @@ from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
 from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
+from apo.run_folder import run_lock
 from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,12 @@ SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class StopTraining(SystemExit):
-    """Raised after a checkpoint was saved in answer to SIGTERM / SIGINT."""
+    """Raised in answer to SIGTERM / SIGINT: after saving a checkpoint, or at once on a
+    second signal (``saved`` False; the previous checkpoint is the last one)."""
+
+    def __init__(self, code: int, saved: bool = True) -> None:
+        super().__init__(code)
+        self.saved = saved
 
 
 class TrainingFailure(RuntimeError):
@@ -147,8 +154,23 @@ class Trainer:
         self.run_dir = Path(config.logging.output_dir)
         set_seed(config.training.seed, device_specific=True)  # + process index
 
-        # --- model, reference, data, rewards, engine
         check_inputs_exist(config, resume)  # before the (possibly long) model load
+        # One run per folder: the main process holds its lock until close().
+        self._lock = contextlib.ExitStack()
+        if self.is_main:
+            self._lock.enter_context(run_lock(self.run_dir, "apo train"))
+            removed = clean_staging(self.run_dir / "checkpoints")
+            if removed:
+                logger.warning("removed unfinished checkpoint folders: %s", ", ".join(removed))
+        try:
+            self._build(config, resume)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _build(self, config: TrainConfig, resume: str | bool | None) -> None:
+        """Load and wire the model, reference, data, rewards, optimizer and engine."""
+        # --- model, reference, data, rewards, engine
         loaded = load_model(config.model, device=self.accelerator.device)
         self.processor, self.tokenizer = loaded.processor, loaded.tokenizer
         self.is_multimodal = loaded.is_multimodal
@@ -276,6 +298,10 @@ class Trainer:
                     self.tracker.log(self.step_index, progress.evaluate())
             self.save_checkpoint()
             return self.export_model() if self.config.checkpoint.export_final_model else None
+        except StopTraining as stop:
+            if not stop.saved and self.is_main:  # stopped mid-step, maybe mid-save
+                clean_staging(self.run_dir / "checkpoints")
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -757,8 +783,8 @@ class Trainer:
         return every > 0 and self.step_index % every == 0 and self.step_index < self.total_steps
 
     def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+        if self._stop_signal is not None:  # a second signal: stop now, no checkpoint
+            raise StopTraining(SIGNAL_EXIT_CODES[signum], saved=False)
         self._stop_signal = signum
         if self.is_main:
             logger.warning("signal %d: finishing this step, then saving a checkpoint", signum)
@@ -785,3 +811,4 @@ class Trainer:
         self.rewards.close()
         self.evaluation.close()
         self.tracker.close()
+        self._lock.close()

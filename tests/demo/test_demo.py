@@ -102,3 +102,29 @@ def test_compare_runs_variants_side_by_side(tmp_path):
     apo = read_metrics(tmp_path / "compare" / "apo" / "seed0")
     assert all(r["dads/shaped_frac"] == 0 for r in grpo if "dads/shaped_frac" in r)
     assert any("stcr/penalized_frac" in r for r in apo)
+
+
+def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path):
+    run = tmp_path / "training-run"
+    (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    expected = {"--quick": "--overwrite", "--steps": "--steps must be at least 1"}
+    for args in (["--quick"], ["--steps", "0"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "apo", "demo", *args, "--output", str(run)],
+            capture_output=True, text=True, timeout=300, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert (run / "checkpoints" / "step-00000002").is_dir()
+        assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
+        assert expected[args[0]] in result.stderr and str(run) in result.stderr
+
+
+def test_demo_settings_are_checked_before_the_folder_is_touched(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "demo", "--steps", "0", "--output", str(tmp_path / "new")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--steps must be at least 1 (got 0)" in result.stderr
+    assert not (tmp_path / "new").exists()

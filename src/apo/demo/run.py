@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
-from apo.config import TrainConfig
+from apo.config import TrainConfig, format_validation_error
 from apo.data.synthetic import make_split, write_split
 from apo.demo.warmup import prompt_of, reasoning_checks
 from apo.models import ModelConfig, load_model
 from apo.rollout import SamplingConfig, TransformersEngine
+from apo.run_folder import prepare_demo_folder, run_lock
 from apo.tracking import read_metrics
 
 START_MODEL = Path(__file__).resolve().parent / "start_model"
@@ -36,6 +37,11 @@ START_MODEL = Path(__file__).resolve().parent / "start_model"
 # 2 ** (1 / 24): an incorrect answer 24 tokens longer than the group's correct ones
 # (about one extra enumeration of the scene) gets w = 0.5, i.e. A * 1.5 (docs/ALGORITHM.md).
 DEMO_STCR_BASE = 2 ** (1 / 24)
+# The demo's KL coefficient. At the official 1e-3 the KL term is negligible at this
+# scale, and RL drifts far enough from the start model to make its reasoning
+# unfaithful (right answers after a padded enumeration, docs/RESULTS.md); 0.04
+# (DeepSeekMath's GRPO value) keeps the enumeration and lets DADS matter.
+DEMO_BETA = 0.04
 
 
 @dataclass
@@ -47,19 +53,31 @@ class DemoSettings:
     dads: bool | None = None
     stcr: bool | None = None
     seed: int = 0
-    steps: int = 30
+    steps: int = 25
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 96
     lr: float = 5e-5
-    beta: float = 1e-3
+    beta: float = DEMO_BETA
     stcr_base: float = DEMO_STCR_BASE
     train_size: int = 2000
     test_size: int = 200
     general_size: int = 100
     eval_every: int = 0  # 0: before and after training only
-    eval_samples: int = 8
+    eval_samples: int = 4
     quick: bool = False
+
+    def check(self) -> None:
+        """One-line errors naming the command-line flag, before anything is written."""
+        rules = {  # flag: (value, holds, what it must be)
+            "--steps": (self.steps, self.steps >= 1, "at least 1"),
+            "--beta": (self.beta, self.beta >= 0, "0 or more"),
+            "--stcr-base": (self.stcr_base, self.stcr_base > 1, "above 1"),
+            "--seed": (self.seed, self.seed >= 0, "0 or more"),
+        }
+        for flag, (value, holds, requirement) in rules.items():
+            if not holds:
+                raise ValueError(f"{flag} must be {requirement} (got {value})")
 
     def __post_init__(self) -> None:
         if self.quick:  # a smoke run for tests: minutes become seconds
@@ -84,55 +102,62 @@ def write_task(directory: Path, splits: dict[str, list[dict[str, Any]]]) -> dict
 
 
 def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path) -> TrainConfig:
+    """The ``apo train`` config of a demo run; a bad setting is a one-line ValueError."""
+    settings.check()
+
     def dataset(path: Path) -> dict[str, Any]:
         return {"path": str(path), "max_prompt_length": 512, "prompt": {"system_prompt": None}}
 
-    return TrainConfig.model_validate(
-        {
-            "model": {"name_or_path": str(start_model)},
-            "data": dataset(data["train"]),
-            "rollout": {
-                "group_size": settings.group_size,
-                "max_new_tokens": settings.max_new_tokens,
-                "temperature": 1.0,
-                "max_batch_size": 64,
-            },
-            "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
-            "algorithm": {  # the ablation flags, when given, over the algorithm's
-                "dads": settings.algorithm == "apo" if settings.dads is None else settings.dads,
-                "stcr": settings.algorithm == "apo" if settings.stcr is None else settings.stcr,
-                "beta": settings.beta,
-                "stcr_base": settings.stcr_base,
-            },
-            "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
-            "batch": {
-                "prompts_per_step": settings.prompts_per_step,
-                "prompts_per_update": settings.prompts_per_step,
-                "micro_batch_size": 32,
-            },
-            "training": {"max_steps": settings.steps, "seed": settings.seed},
-            "logging": {"output_dir": settings.output_dir, "samples_per_step": 2, "log_every": 10},
-            "checkpoint": {"every": 0, "keep_last": 1},
-            "eval": {
-                "every": settings.eval_every,
-                "at_start": True,
-                "datasets": {
-                    "reasoning": {"data": dataset(data["reasoning"])},
-                    "general": {"data": dataset(data["general"])},
-                    "reasoning_sampled": {
-                        "data": dataset(data["reasoning"]),
-                        "temperature": 1.0,
-                        "samples_per_question": settings.eval_samples,
-                    },
-                    "general_sampled": {  # retention only: 2 samples are enough
-                        "data": dataset(data["general"]),
-                        "temperature": 1.0,
-                        "samples_per_question": min(2, settings.eval_samples),
-                    },
+    raw = {
+        "model": {"name_or_path": str(start_model)},
+        "data": dataset(data["train"]),
+        "rollout": {
+            "group_size": settings.group_size,
+            "max_new_tokens": settings.max_new_tokens,
+            "temperature": 1.0,
+            "max_batch_size": 64,
+        },
+        "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
+        "algorithm": {  # the ablation flags, when given, over the algorithm's
+            "dads": settings.algorithm == "apo" if settings.dads is None else settings.dads,
+            "stcr": settings.algorithm == "apo" if settings.stcr is None else settings.stcr,
+            "beta": settings.beta,
+            "stcr_base": settings.stcr_base,
+        },
+        "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
+        "batch": {
+            "prompts_per_step": settings.prompts_per_step,
+            "prompts_per_update": settings.prompts_per_step,
+            "micro_batch_size": 32,
+        },
+        "training": {"max_steps": settings.steps, "seed": settings.seed},
+        "logging": {"output_dir": settings.output_dir, "samples_per_step": 2, "log_every": 10},
+        "checkpoint": {"every": 0, "keep_last": 1},
+        "eval": {
+            "every": settings.eval_every,
+            "at_start": True,
+            "datasets": {
+                "reasoning": {"data": dataset(data["reasoning"])},
+                "general": {"data": dataset(data["general"])},
+                "reasoning_sampled": {
+                    "data": dataset(data["reasoning"]),
+                    "temperature": 1.0,
+                    "samples_per_question": settings.eval_samples,
+                },
+                "general_sampled": {  # retention only: 2 samples are enough
+                    "data": dataset(data["general"]),
+                    "temperature": 1.0,
+                    "samples_per_question": min(2, settings.eval_samples),
                 },
             },
-        }
-    )
+        },
+    }
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ValueError(
+            "invalid demo settings:\n" + format_validation_error(error, TrainConfig)
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -291,18 +316,37 @@ def greedy_checks(
     return reasoning_checks(rows, [r.text for r in engine.generate(prompts, sampling)])
 
 
-def run_demo(settings: DemoSettings, *, report: bool = True) -> dict[str, Any]:
-    """Run the demo; returns the before/after numbers and where things were written."""
-    from apo.plots import plot_runs
+def run_demo(
+    settings: DemoSettings, *, report: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run the demo; returns the before/after numbers and where things were written.
+
+    Every setting is checked before the run folder is touched; the folder must be
+    new, empty or an earlier demo's (else ``overwrite``), and is locked for the run.
+    """
     from apo.trainer import Trainer
 
     started = time.perf_counter()
     run_dir = Path(settings.output_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a demo always starts afresh
-    splits = task_splits(settings)
-    data = write_task(run_dir / "data", splits)
-    config = demo_config(settings, data, start_model_path())
-    Trainer(config).train()
+    data = {name: run_dir / "data" / f"{name}.jsonl" for name in ("train", "reasoning", "general")}
+    config = demo_config(settings, data, start_model_path())  # validates every setting
+    with run_lock(run_dir, "apo demo"):
+        prepare_demo_folder(run_dir, overwrite)
+        splits = task_splits(settings)
+        write_task(run_dir / "data", splits)
+        Trainer(config).train()
+        return _report(settings, splits, run_dir, started, report)
+
+
+def _report(
+    settings: DemoSettings,
+    splits: dict[str, list[dict[str, Any]]],
+    run_dir: Path,
+    started: float,
+    report: bool,
+) -> dict[str, Any]:
+    from apo.plots import plot_runs
+
     rows = before_after(read_metrics(run_dir), settings.eval_samples)
     checks = [
         greedy_checks(path, splits["reasoning"], settings.max_new_tokens)

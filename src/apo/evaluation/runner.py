@@ -31,6 +31,7 @@ from apo.evaluation.report import markdown_summary, summarize
 from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
 from apo.rollout import RolloutEngine, SamplingConfig, build_engine
+from apo.run_folder import run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -151,49 +152,52 @@ def evaluate(
     if len(set(keys)) != len(keys):
         raise ValueError(f"a benchmark is given twice: {', '.join(keys)}")
     questions = {r.key: r.benchmark.questions(r.path, r.split, limit) for r in requests}
-    _check_settings(output, {"model": model, "dtype": dtype, **settings.model_dump(mode="json")})
+    with run_lock(output, "apo eval"):  # one evaluation at a time writes a folder
+        _check_settings(
+            output, {"model": model, "dtype": dtype, **settings.model_dump(mode="json")}
+        )
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
-    engine = build_engine(
-        "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
-    )
-    sampling = SamplingConfig(
-        group_size=settings.samples_per_question,
-        temperature=settings.resolved_temperature,
-        top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens,
-        max_batch_size=settings.batch_size,
-    )
-    judge = Judge()
-    summary: dict[str, Any] = {"model": model, "settings": settings.model_dump(mode="json")}
-    # Benchmarks evaluated earlier into this folder (same settings, checked) stay.
-    previous = output / "summary.json"
-    summary["benchmarks"] = (
-        json.loads(previous.read_text())["benchmarks"] if previous.exists() else {}
-    )
-    try:
-        for request in requests:
-            rows = _run_benchmark(
-                request,
-                questions[request.key],
-                engine,
-                loaded,
-                sampling,
-                settings,
-                judge,
-                output,
-                progress,
-            )
-            result = summarize(rows)
-            result["split"] = request.split
-            result["protocol"] = request.benchmark.protocol
-            summary["benchmarks"][request.key] = result
-    finally:
-        judge.close()
-    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (output / "summary.md").write_text(markdown_summary(summary))
-    return summary
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
+        engine = build_engine(
+            "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
+        )
+        sampling = SamplingConfig(
+            group_size=settings.samples_per_question,
+            temperature=settings.resolved_temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+            max_batch_size=settings.batch_size,
+        )
+        judge = Judge()
+        summary: dict[str, Any] = {"model": model, "settings": settings.model_dump(mode="json")}
+        # Benchmarks evaluated earlier into this folder (same settings, checked) stay.
+        previous = output / "summary.json"
+        summary["benchmarks"] = (
+            json.loads(previous.read_text())["benchmarks"] if previous.exists() else {}
+        )
+        try:
+            for request in requests:
+                rows = _run_benchmark(
+                    request,
+                    questions[request.key],
+                    engine,
+                    loaded,
+                    sampling,
+                    settings,
+                    judge,
+                    output,
+                    progress,
+                )
+                result = summarize(rows)
+                result["split"] = request.split
+                result["protocol"] = request.benchmark.protocol
+                summary["benchmarks"][request.key] = result
+        finally:
+            judge.close()
+        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (output / "summary.md").write_text(markdown_summary(summary))
+        return summary
 
 
 @contextlib.contextmanager
