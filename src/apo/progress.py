@@ -58,7 +58,7 @@ def training_progress(
             accuracies = "  ".join(
                 f"{key.split('/')[1]} {value:.3f}"
                 for key, value in metrics.items()
-                if key.endswith("/accuracy")
+                if key.count("/") == 2 and key.endswith("/accuracy")  # not reward/accuracy
             )
             progress.console.log(f"eval at step {step}: accuracy {accuracies}")
             return metrics
