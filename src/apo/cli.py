@@ -226,6 +226,12 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         "docs/ALGORITHM.md)",
     )
     parser.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="sampled answers per held-out question, for pass@1 and pass@k (default: 4)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="delete the contents of --output even if apo demo did not write them",
@@ -251,7 +257,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         quick=args.quick,
     )
-    for name in ("steps", "beta", "stcr_base"):
+    for name in ("steps", "beta", "stcr_base", "eval_samples"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
     result = run_demo(settings, overwrite=args.overwrite)

@@ -74,6 +74,7 @@ class DemoSettings:
             "--beta": (self.beta, self.beta >= 0, "0 or more"),
             "--stcr-base": (self.stcr_base, self.stcr_base > 1, "above 1"),
             "--seed": (self.seed, self.seed >= 0, "0 or more"),
+            "--eval-samples": (self.eval_samples, self.eval_samples >= 1, "at least 1"),
         }
         for flag, (value, holds, requirement) in rules.items():
             if not holds:
