@@ -262,7 +262,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             setattr(settings, name, getattr(args, name))
     result = run_demo(settings, overwrite=args.overwrite)
     table = Table(title=f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
-    for column in ("", "before", "after", "change", "noise (2 SE)"):
+    table.add_column("", no_wrap=True)
+    for column in ("before", "after", "change", "noise (2 SE)"):
         table.add_column(column, justify="right")
     for cells in table_rows(result):
         table.add_row(*cells)
