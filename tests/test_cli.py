@@ -64,3 +64,14 @@ def test_no_command_prints_help():
     result = run_apo()
     assert result.returncode == 2
     assert "advantages" in result.stdout
+
+
+def test_a_bad_command_line_value_is_one_line_naming_the_setting(tmp_path):
+    result = run_apo(
+        "eval", "--model", "tiny", "--benchmark", "custom=examples/data/plain.jsonl",
+        "--samples-per-question", "0", "--output", str(tmp_path / "eval"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "apo eval: error: samples_per_question: Input should be greater than or equal to 1 (got 0)"
+    )

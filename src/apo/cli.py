@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -431,6 +432,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
+    except ValidationError as error:  # a command-line value a settings model refused
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "settings"
+            message = problem["msg"].removeprefix("Value error, ")
+            print(
+                f"apo {args.command}: error: {where}: {message} (got {problem.get('input')!r})",
+                file=sys.stderr,
+            )
+        return 2
     except ValueError as error:  # bad input: config, data, model path, reward reference
         print(f"apo {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,16 +3,18 @@ and a checkpoint to resume belongs to this run."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from apo.checkpoint import list_checkpoints
+from apo.checkpoint import clean_staging, list_checkpoints
 from apo.config import TrainConfig
 from apo.data import DataError
 from apo.nested import config_changes
 from apo.rewards import RewardRunner
+from apo.run_folder import run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,17 @@ def check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
             f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
             "with --resume, or choose another folder"
         )
+
+
+def claim_run_folder(run_dir: Path) -> contextlib.ExitStack:
+    """Take the run folder's lock (held until the returned stack is closed) and remove
+    what an interrupted checkpoint write left in it."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(run_lock(run_dir, "apo train"))
+    removed = clean_staging(run_dir / "checkpoints")
+    if removed:
+        logger.warning("removed unfinished checkpoint folders: %s", ", ".join(removed))
+    return stack
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -56,12 +56,11 @@ from apo.models import (
     load_model,
     sequence_log_probs,
 )
-from apo.preflight import check_inputs_exist, check_resumable
+from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder
 from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
 from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
-from apo.run_folder import run_lock
 from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
@@ -156,12 +155,7 @@ class Trainer:
 
         check_inputs_exist(config, resume)  # before the (possibly long) model load
         # One run per folder: the main process holds its lock until close().
-        self._lock = contextlib.ExitStack()
-        if self.is_main:
-            self._lock.enter_context(run_lock(self.run_dir, "apo train"))
-            removed = clean_staging(self.run_dir / "checkpoints")
-            if removed:
-                logger.warning("removed unfinished checkpoint folders: %s", ", ".join(removed))
+        self._lock = claim_run_folder(self.run_dir) if self.is_main else contextlib.ExitStack()
         try:
             self._build(config, resume)
         except BaseException:
