@@ -1,11 +1,14 @@
 """``apo demo``: the whole story on a laptop CPU, offline.
 
-1. write the synthetic task (train, held-out reasoning test, general test)
+1. check every setting, then lock the run folder and empty it (only a new or
+   empty folder, or an earlier demo's, is ever emptied);
+2. write the synthetic task (train, held-out reasoning test, general test)
    to the run folder in the plain data format;
-2. evaluate the warmed-up tiny model (the start checkpoint);
-3. train it with APO (or GRPO, or an ablation) with ``apo train``'s trainer;
-4. evaluate again, print a before/after table, draw the figures and write
-   ``report.md``.
+3. evaluate the start checkpoint (a tiny model warmed up on a noisy teacher);
+4. train it with APO (or GRPO, or an ablation) with ``apo train``'s trainer;
+5. evaluate again, read the greedy answers' reasoning of both models, print a
+   before/after table with the noise band of each change, draw the figures and
+   write ``report.md``.
 """
 
 from __future__ import annotations
