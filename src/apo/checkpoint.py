@@ -16,12 +16,14 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+STATE_KEYS = ("step", "total_steps", "sampler", "scheduler", "config")
 _NAME = re.compile(r"^step-(\d{8})$")
 
 
@@ -43,11 +45,60 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose files cannot be read back; the message names the file."""
+
+
 def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     path = Path(checkpoint) / STATE_FILE
     if not path.is_file():
         raise ValueError(f"{checkpoint} is not a complete apo checkpoint (no {STATE_FILE})")
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedCheckpoint(f"{path} is not valid JSON ({error})") from None
+    return state
+
+
+def verify_checkpoint(checkpoint: str | Path, processes: int = 1) -> None:
+    """Raise :class:`DamagedCheckpoint` naming the first file of ``checkpoint`` that
+    cannot be read back, before any of it is loaded.
+
+    Checks the trainer state (JSON with :data:`STATE_KEYS`), every safetensors file
+    (its header and that the file holds all the bytes the header announces), every
+    ``torch.save`` file (a zip archive: each member's CRC), and that the RNG state of
+    each of ``processes`` processes is there (accelerate skips a missing or unreadable
+    one silently, which would break bit-exact resume).
+    """
+    from safetensors import safe_open  # the checks read only headers: cheap
+
+    checkpoint = Path(checkpoint)
+    state = read_trainer_state(checkpoint)
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise DamagedCheckpoint(f"{checkpoint / STATE_FILE} lacks {', '.join(missing)}")
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as error:  # safetensors raises its own error types
+            raise DamagedCheckpoint(f"{path} is damaged ({error})") from None
+    for pattern in ("*.bin", "*.pkl", "*.pt"):
+        for path in sorted(checkpoint.rglob(pattern)):
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+            except (zipfile.BadZipFile, OSError) as error:
+                raise DamagedCheckpoint(f"{path} is damaged ({error})") from None
+            if bad is not None:
+                raise DamagedCheckpoint(f"{path} is damaged (a bad CRC in {bad})")
+    for rank in range(processes):
+        path = checkpoint / f"random_states_{rank}.pkl"
+        if not path.is_file():
+            raise DamagedCheckpoint(
+                f"{path} is missing (the RNG state of process {rank}; "
+                f"resumed with {processes} process(es))"
+            )
 
 
 def check_free_space(directory: str | Path, needed: int, keep_last: int) -> None:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from apo.checkpoint import clean_staging, list_checkpoints
+from apo.checkpoint import DamagedCheckpoint, clean_staging, list_checkpoints, verify_checkpoint
 from apo.config import TrainConfig
 from apo.data import DataError
 from apo.nested import config_changes
@@ -51,6 +51,52 @@ def claim_run_folder(run_dir: Path) -> contextlib.ExitStack:
     if removed:
         logger.warning("removed unfinished checkpoint folders: %s", ", ".join(removed))
     return stack
+
+
+def resume_point(
+    run_dir: Path, resume: str | bool | None, processes: int, warn: bool
+) -> Path | None:
+    """The checkpoint to resume, checked file by file before anything loads.
+
+    ``resume``: None (a fresh run), True (the latest intact checkpoint of the run
+    folder; a damaged one is skipped with a warning) or a checkpoint path (used only
+    if intact). None is returned when there is nothing to resume.
+    """
+    if not resume:
+        return None
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    if resume is not True:
+        path = Path(resume)
+        try:
+            verify_checkpoint(path, processes)
+        except DamagedCheckpoint as error:
+            older = [c for c in checkpoints if c.resolve() != path.resolve()]
+            advice = (
+                f"resume from the previous one with --resume {older[-1]}, or with --resume "
+                "alone (the latest intact checkpoint)"
+                if older
+                else "no other checkpoint of this run is there to resume from"
+            )
+            raise ValueError(f"checkpoint {path} is damaged: {error}; {advice}") from None
+        return path
+    damaged = []
+    for path in reversed(checkpoints):
+        try:
+            verify_checkpoint(path, processes)
+        except DamagedCheckpoint as error:
+            damaged.append(str(error))
+            if warn:
+                logger.warning("skipping the damaged checkpoint %s: %s", path, error)
+            continue
+        return path
+    if damaged:
+        raise ValueError(
+            f"no intact checkpoint is left to resume in {run_dir / 'checkpoints'}: "
+            + "; ".join(damaged)
+        )
+    if warn:
+        logger.warning("no checkpoint in %s: starting from scratch", run_dir / "checkpoints")
+    return None
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -38,7 +38,6 @@ from apo.batching import MicroBatch, StepBatcher
 from apo.checkpoint import (
     check_free_space,
     clean_staging,
-    latest_checkpoint,
     load_checkpoint,
     read_trainer_state,
     register_lora_hooks,
@@ -56,7 +55,7 @@ from apo.models import (
     load_model,
     sequence_log_probs,
 )
-from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder
+from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder, resume_point
 from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
 from apo.rewards.runner import FAILURE_KINDS
@@ -156,13 +155,16 @@ class Trainer:
         check_inputs_exist(config, resume)  # before the (possibly long) model load
         # One run per folder: the main process holds its lock until close().
         self._lock = claim_run_folder(self.run_dir) if self.is_main else contextlib.ExitStack()
-        try:
-            self._build(config, resume)
+        try:  # a damaged checkpoint is named now, not after the model has loaded
+            checkpoint = resume_point(
+                self.run_dir, resume, self.accelerator.num_processes, warn=self.is_main
+            )
+            self._build(config, checkpoint)
         except BaseException:
             self._lock.close()
             raise
 
-    def _build(self, config: TrainConfig, resume: str | bool | None) -> None:
+    def _build(self, config: TrainConfig, checkpoint: Path | None) -> None:
         """Load and wire the model, reference, data, rewards, optimizer and engine."""
         # --- model, reference, data, rewards, engine
         loaded = load_model(config.model, device=self.accelerator.device)
@@ -254,8 +256,10 @@ class Trainer:
         self._stop_signal: int | None = None
         self._nonfinite_in_a_row = 0
         self._failing_steps: dict[str, int] = {}
-        if not (resume and self._resume(None if resume is True else resume)):
+        if checkpoint is None:
             self.tracker.truncate_after(0)  # records of an earlier attempt that never saved
+        else:
+            self._resume(checkpoint)
 
     # ------------------------------------------------------------------ the loop
 
@@ -736,16 +740,8 @@ class Trainer:
         everything = sum(p.numel() * p.element_size() for p in parameters)
         return (trainable if self.config.lora.enabled else everything) + 2 * trainable
 
-    def _resume(self, checkpoint: str | None) -> bool:
-        """Restore a checkpoint (the latest of the run folder if none is named);
-        False when there is none to resume."""
-        path = Path(checkpoint) if checkpoint else latest_checkpoint(self.run_dir / "checkpoints")
-        if path is None:
-            if self.is_main:
-                logger.warning(
-                    "no checkpoint in %s: starting from scratch", self.run_dir / "checkpoints"
-                )
-            return False
+    def _resume(self, path: Path) -> None:
+        """Restore a checkpoint (chosen and verified by :func:`resume_point`)."""
         check_resumable(path, read_trainer_state(path)["config"], self.config, warn=self.is_main)
         state = load_checkpoint(self.accelerator, path)
         self.sampler.load_state_dict(state["sampler"])
@@ -754,7 +750,6 @@ class Trainer:
         self.tracker.truncate_after(self.step_index)
         if self.is_main:
             logger.info("resumed from %s at step %d", path, self.step_index)
-        return True
 
     def export_model(self) -> Path:
         """A Hugging Face folder loadable with ``from_pretrained`` (LoRA merged if asked)."""
