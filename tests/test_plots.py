@@ -6,6 +6,7 @@ import json
 import pytest
 import yaml
 
+from apo.demo.compare import _write_mean_run
 from apo.plots import (
     EVAL_SET_DEFAULTS,
     FIGURES,
@@ -176,3 +177,13 @@ def test_plot_runs_writes_every_figure_even_without_data(tmp_path):
     paths = plot_runs([run], tmp_path / "plots", labels=["GRPO"])
     assert [p.stem for p in paths] == list(FIGURES)
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_compare_mean_runs_keep_the_eval_sets_of_their_seeds(tmp_path):
+    seeds = [
+        write_run(tmp_path / f"seed{s}", [{"step": 0, "eval/reasoning/accuracy": s}], EVAL_CONFIG)
+        for s in (0, 1)
+    ]
+    mean = _write_mean_run(seeds, tmp_path / "mean" / "APO")
+    figure = draw_figure("eval_accuracy", load_runs([mean]))
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["reasoning (greedy)"]
