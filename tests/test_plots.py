@@ -122,6 +122,15 @@ def test_held_out_curves_say_greedy_or_sampled(tmp_path):
     }
 
 
+def test_held_out_curves_are_accuracies_not_the_accuracy_reward(tmp_path):
+    records = [
+        {"step": s, "eval/reasoning/accuracy": 0.5, "eval/reasoning/reward/accuracy": 0.5}
+        for s in (0, 3)
+    ]
+    figure = draw_figure("eval_accuracy", load_runs([write_run(tmp_path / "run", records)]))
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["reasoning"]
+
+
 def test_without_a_config_the_held_out_curves_keep_the_set_name(tmp_path):
     records = [{"step": s, "eval/reasoning_sampled/accuracy": 0.5} for s in (0, 3)]
     figure = draw_figure("eval_accuracy", load_runs([write_run(tmp_path / "run", records)]))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class FigureSpec:
     title: str
-    keys: tuple[str, ...] | None  # None: every eval/<set>/accuracy
+    keys: tuple[str, ...] | None  # None: every eval/<set>/accuracy (not .../reward/accuracy)
     smoothed: bool = True
     left_label: str = ""
     right_keys: tuple[str, ...] = ()  # on a twin y axis, log scale when they span > LOG_SPAN
@@ -121,9 +121,9 @@ def _metric_labels(spec: FigureSpec, runs: list[Run]) -> dict[str, str]:
     """The figure's metrics in drawing order, each with its legend label."""
     if spec.keys is not None:
         return {key: key for key in (*spec.keys, *spec.right_keys)}
-    found = {
+    found = {  # eval/<set>/accuracy, not eval/<set>/reward/accuracy
         k for run in runs for r in run.records for k in r
-        if k.startswith("eval/") and k.endswith("/accuracy")
+        if k.startswith("eval/") and k.endswith("/accuracy") and k.count("/") == 2
     }  # fmt: skip
     labels = {}
     for key in sorted(found):
