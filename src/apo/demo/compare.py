@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,7 +152,8 @@ def effects_markdown(summaries: dict[str, list[dict]]) -> str:
 
 
 def _write_mean_run(run_dirs: list[Path], target: Path) -> Path:
-    """A metrics.jsonl of the per-step mean over seeds, for the figures."""
+    """A metrics.jsonl of the per-step mean over seeds, for the figures, and the first
+    seed's config.yaml (the seeds share their eval sets, which the figures label)."""
     by_step: dict[int, dict[str, list[float]]] = {}
     for run_dir in run_dirs:
         for record in read_metrics(run_dir):
@@ -164,6 +166,9 @@ def _write_mean_run(run_dirs: list[Path], target: Path) -> Path:
         for step in sorted(by_step):
             means = {key: statistics.fmean(values) for key, values in by_step[step].items()}
             handle.write(json.dumps({"step": step, **means}) + "\n")
+    config = run_dirs[0] / "config.yaml"
+    if config.is_file():
+        shutil.copyfile(config, target / "config.yaml")
     return target
 
 
