@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -74,3 +76,13 @@ def test_missing_config_file(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "rloo"])
+def test_one_response_per_prompt_is_refused_for_group_relative_advantages(advantage):
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    with pytest.raises(
+        ValueError, match=f"rollout.group_size=1 makes every {advantage} advantage 0"
+    ):
+        load_config(tiny, ["rollout.group_size=1", f"algorithm.advantage={advantage}"])
+    assert load_config(tiny, ["rollout.group_size=2"]).rollout.group_size == 2

@@ -141,7 +141,10 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         const=True,
         default=None,
         metavar="CHECKPOINT",
-        help="resume from the latest checkpoint of the run folder, or from CHECKPOINT",
+        help=(
+            "resume from the latest intact checkpoint of the run folder, or from CHECKPOINT "
+            "(a key=value right after --resume is an override, not a checkpoint)"
+        ),
     )
     parser.add_argument("--output", help="run folder (overrides logging.output_dir)")
     parser.add_argument(
@@ -160,6 +163,10 @@ def _run_train(args: argparse.Namespace) -> int:
         print(reference_yaml(), end="")
         return 0
     overrides = list(args.overrides)
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume key=value`: argparse took the override for the checkpoint
+        overrides.append(args.resume)
+        args.resume = True
     if args.config is not None and "=" in args.config:  # no file, only overrides
         overrides.insert(0, args.config)
         args.config = None

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from apo.algorithms import AlgorithmConfig
+from apo.algorithms.advantages import GROUP_RELATIVE
 from apo.data import DataConfig
 from apo.evaluation.training import EvalConfig
 from apo.models import LoraSettings, ModelConfig
@@ -160,6 +161,11 @@ class TrainConfig(Section):
             raise ValueError(
                 f"batch.prompts_per_update={batch.prompts_per_update} must divide "
                 f"batch.prompts_per_step={batch.prompts_per_step}"
+            )
+        if self.rollout.group_size == 1 and self.algorithm.advantage in GROUP_RELATIVE:
+            raise ValueError(
+                f"rollout.group_size=1 makes every {self.algorithm.advantage} advantage 0 (each "
+                "response is compared with the others of its group): use at least 2 (official 8)"
             )
         if self.algorithm.beta > 0 and self.reference.kind == "none":
             raise ValueError("reference.kind='none' needs algorithm.beta = 0 (no KL term)")

@@ -158,6 +158,12 @@ def test_help_lists_the_options():
     assert result.returncode == 0 and "--resume" in result.stdout and "overrides" in result.stdout
 
 
+def test_an_override_right_after_resume_is_read_as_an_override():
+    result = apo("train", "configs/tiny.yaml", "--resume", "training.max_steps=5", "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["training"]["max_steps"] == 5
+
+
 def test_reference_config_is_up_to_date():
     assert (ROOT / "configs" / "reference.yaml").read_text() == reference_yaml()
 

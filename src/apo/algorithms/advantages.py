@@ -19,6 +19,9 @@ from apo.registry import Registry
 
 AdvantageEstimator = Callable[..., Tensor]
 ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimator")
+# Estimators that compare each response with the others of its group: with one
+# response per prompt every advantage is 0 and nothing is learned.
+GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo")
 
 
 @ADVANTAGE_ESTIMATORS.register("grpo")
