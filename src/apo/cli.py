@@ -18,7 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from apo import __version__
-from apo.evaluation.report import compare_table, load_summary, markdown_summary
+from apo.evaluation.report import (
+    comparability_warning,
+    compare_table,
+    load_summary,
+    markdown_summary,
+)
 
 # A group of 8 answers to one prompt, as in the paper (G = 8): accuracy in {0, 1}
 # plus 0.5 for a well-formed <think>/<answer> response. Three are correct; one
@@ -374,7 +379,11 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--output", help="results folder (default: runs/eval/<model>)")
     parser.add_argument(
-        "--compare", nargs="+", metavar="RESULTS", help="print summaries side by side and exit"
+        "--compare",
+        nargs="+",
+        metavar="RESULTS",
+        help="print summaries side by side and exit (with a warning when the runs differ in "
+        "prompt, token limit or sampling)",
     )
     parser.set_defaults(handler=_run_eval)
 
@@ -383,6 +392,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.compare:
         summaries = [load_summary(path) for path in args.compare]
         labels = [Path(path).name or str(path) for path in args.compare]
+        print(comparability_warning(summaries, labels), end="")
         print(compare_table(summaries, labels), end="")
         return 0
     if not args.model or not args.benchmark:

@@ -27,7 +27,7 @@ from apo.data.prompts import PromptConfig, prompt_input, render_prompt
 from apo.evaluation.answers import answer_questions, benchmark_verdicts
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
 from apo.evaluation.judge import Judge
-from apo.evaluation.report import markdown_summary, summarize
+from apo.evaluation.report import effective_temperature, markdown_summary, summarize
 from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
 from apo.rollout import RolloutEngine, SamplingConfig, build_engine
@@ -53,9 +53,7 @@ class EvalSettings(BaseModel):
 
     @property
     def resolved_temperature(self) -> float:
-        if self.temperature is not None:
-            return self.temperature
-        return 0.0 if self.samples_per_question == 1 else 1.0
+        return effective_temperature(self.temperature, self.samples_per_question)
 
 
 @dataclass(frozen=True)
