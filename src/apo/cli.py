@@ -18,7 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from apo import __version__
-from apo.evaluation.report import compare_table, load_summary, markdown_summary
+from apo.evaluation.report import (
+    comparability_warning,
+    compare_table,
+    load_summary,
+    markdown_summary,
+)
 
 # A group of 8 answers to one prompt, as in the paper (G = 8): accuracy in {0, 1}
 # plus 0.5 for a well-formed <think>/<answer> response. Three are correct; one
@@ -379,9 +384,31 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="only the first N questions of each benchmark")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument(
+        "--system-prompt",
+        metavar="TEXT",
+        help="the system turn; none: no system turn (default: the R1-style prompt asking for "
+        "<think> and <answer>)",
+    )
+    parser.add_argument(
+        "--question-template",
+        metavar="TEXT",
+        help="the user text: {question} is the question, {choices} the lettered options "
+        "(default: {question}, options appended)",
+    )
+    parser.add_argument(
+        "--prompt-from",
+        metavar="CONFIG",
+        help="the prompt (data.prompt) of an apo train config or run folder, to evaluate a "
+        "model with the prompt it was trained with; the two flags above override it",
+    )
     parser.add_argument("--output", help="results folder (default: runs/eval/<model>)")
     parser.add_argument(
-        "--compare", nargs="+", metavar="RESULTS", help="print summaries side by side and exit"
+        "--compare",
+        nargs="+",
+        metavar="RESULTS",
+        help="print summaries side by side and exit (with a warning when the runs differ in "
+        "prompt, token limit or sampling)",
     )
     parser.set_defaults(handler=_run_eval)
 
@@ -390,11 +417,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.compare:
         summaries = [load_summary(path) for path in args.compare]
         labels = [Path(path).name or str(path) for path in args.compare]
+        print(comparability_warning(summaries, labels), end="")
         print(compare_table(summaries, labels), end="")
         return 0
     if not args.model or not args.benchmark:
         raise ValueError("give --model and at least one --benchmark NAME=PATH (or --compare)")
-    from apo.evaluation.runner import BenchmarkRequest, EvalSettings, default_output, evaluate
+    from apo.evaluation.runner import (
+        BenchmarkRequest,
+        EvalSettings,
+        default_output,
+        eval_prompt,
+        evaluate,
+    )
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     requests = [BenchmarkRequest.parse(spec) for spec in args.benchmark]
@@ -405,6 +439,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
+        prompt=eval_prompt(args.system_prompt, args.question_template, args.prompt_from),
     )
     output = Path(args.output) if args.output else default_output(args.model)
     summary = evaluate(args.model, requests, settings, output, limit=args.limit, dtype=args.dtype)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from apo.data import (
@@ -9,7 +11,7 @@ from apo.data import (
     chat_messages,
 )
 from apo.data.images import ImageRef
-from apo.data.prompts import format_choices, user_text
+from apo.data.prompts import check_question_template, format_choices, user_text
 from tests.data.test_records_and_formats import write_jsonl
 from tests.helpers import image
 
@@ -22,6 +24,23 @@ def example(**kwargs):
 def test_choices_are_lettered_after_the_question():
     text = user_text(example(choices=["30°", "45°"]), PromptConfig())
     assert text == "Which angle?\nChoices:\n(A) 30°\n(B) 45°"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("Answer briefly.", "no {question} placeholder"),
+        ("{question} {options}", "unknown placeholder {options}"),
+        ("{}: {question}", "unknown placeholder {}"),
+        ("{question", "write a literal brace as {{ or }}"),
+    ],
+)
+def test_a_template_must_place_the_question_and_name_known_placeholders(template, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_question_template(template)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PromptConfig(question_template=template)  # a training config is checked at load
+    check_question_template("{{literal}} {question!r} {choices}")
 
 
 def test_template_places_the_question_and_choices():

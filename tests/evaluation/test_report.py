@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from apo.evaluation.report import compare_table, markdown_summary, pass_at_k, summarize
+from apo.evaluation.report import (
+    NOT_RECORDED,
+    comparability_warning,
+    compare_table,
+    markdown_summary,
+    pass_at_k,
+    settings_differences,
+    summarize,
+)
 
 
 def test_pass_at_k_by_hand():
@@ -79,3 +87,44 @@ def test_markdown_summary_lists_benchmarks_and_categories():
     text = markdown_summary(summary)
     assert "| mmk12 | 1 | 100.0 (k=1) | 100.0 |" in text
     assert "## mmk12: accuracy by subject" in text and "| math | 1 | 100.0 |" in text
+
+
+def test_settings_differences_names_each_differing_key_with_every_value():
+    runs = [
+        {"max_new_tokens": 2048, "top_p": 1.0, "prompt": {"system_prompt": "S"}},
+        {"max_new_tokens": 1024, "top_p": 1.0, "prompt": {"system_prompt": None}},
+        {"max_new_tokens": 2048, "top_p": 1.0},
+    ]
+    keys = ["prompt.system_prompt", "max_new_tokens", "top_p"]
+    assert settings_differences(runs, keys) == {
+        "prompt.system_prompt": ["S", None, NOT_RECORDED],
+        "max_new_tokens": [2048, 1024, 2048],
+    }
+    assert settings_differences(runs[:1] * 2, keys) == {}
+
+
+def summary_with(**settings):
+    base = {"samples_per_question": 1, "temperature": None, "top_p": 1.0, "max_new_tokens": 64}
+    return {
+        "settings": {
+            **base,
+            "prompt": {"system_prompt": None, "question_template": "{question}"},
+            **settings,
+        }
+    }
+
+
+def test_comparability_warning_lists_differences_and_is_empty_when_runs_agree():
+    assert comparability_warning([summary_with(), summary_with(temperature=0.0)], ["a", "b"]) == ""
+    warning = comparability_warning(
+        [summary_with(), summary_with(samples_per_question=4, max_new_tokens=32)], ["a", "b"]
+    )
+    assert warning.splitlines()[1:] == [
+        "- max_new_tokens: a = 64, b = 32",
+        "- samples_per_question: a = 1, b = 4",
+        "- temperature: a = 0.0, b = 1.0",  # as used: greedy for one sample, 1 for several
+        "",
+    ]
+    long = summary_with(prompt={"system_prompt": "x" * 100, "question_template": "{question}"})
+    warning = comparability_warning([summary_with(), long], ["a", "b"])
+    assert "- prompt.system_prompt: a = none, b = 'xxxx" in warning and "...'" in warning

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apo.data.formats import Example
 
@@ -49,6 +50,29 @@ class PromptConfig(BaseModel):
             "Without {choices}, options are appended after the question."
         ),
     )
+
+    @field_validator("question_template")
+    @classmethod
+    def _places_the_question(cls, template: str) -> str:
+        check_question_template(template)
+        return template
+
+
+def check_question_template(template: str) -> None:
+    """A template places ``{question}`` and names no placeholder but it and ``{choices}``;
+    a ValueError says what is wrong."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise ValueError(f"{error}; write a literal brace as {{{{ or }}}}") from None
+    unknown = sorted(names - {"question", "choices"})
+    if unknown:
+        placeholders = ", ".join("{" + name + "}" for name in unknown)
+        raise ValueError(
+            f"unknown placeholder {placeholders}: only {{question}} and {{choices}} are filled"
+        )
+    if "question" not in names:
+        raise ValueError("no {question} placeholder: the question would be left out")
 
 
 def format_choices(choices: list[str]) -> str:

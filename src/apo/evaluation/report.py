@@ -20,7 +20,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,91 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise ValueError(f"{path}: no summary.json (run apo eval first)")
     return json.loads(file.read_text())
+
+
+# The settings of ``apo eval`` that change what an accuracy means: results made
+# under different ones are not directly comparable.
+COMPARABILITY_KEYS = (
+    "prompt.system_prompt",
+    "prompt.question_template",
+    "max_new_tokens",
+    "samples_per_question",
+    "temperature",
+    "top_p",
+)
+
+
+class _NotRecorded:
+    def __repr__(self) -> str:
+        return "not recorded"
+
+
+NOT_RECORDED: Any = _NotRecorded()
+
+
+def effective_temperature(temperature: float | None, samples_per_question: int) -> float:
+    """The sampling temperature used: None is greedy (0) for one sample, 1.0 for several."""
+    if temperature is not None:
+        return temperature
+    return 0.0 if samples_per_question == 1 else 1.0
+
+
+def _lookup(settings: Mapping[str, Any], key: str) -> Any:
+    value: Any = settings
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return NOT_RECORDED
+        value = value[part]
+    return value
+
+
+def settings_differences(
+    settings_by_run: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The ``keys`` (dotted, ``prompt.system_prompt``) whose values are not the same in
+    every run: key -> the value of each run, in order (``NOT_RECORDED`` where a run's
+    settings lack it)."""
+    differences = {}
+    for key in keys:
+        values = [_lookup(settings, key) for settings in settings_by_run]
+        if any(value != values[0] for value in values[1:]):
+            differences[key] = values
+    return differences
+
+
+def _setting(value: Any) -> str:
+    if value is NOT_RECORDED:
+        return "not recorded"
+    if value is None:
+        return "none"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def comparability_warning(summaries: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    """A warning naming each setting of :data:`COMPARABILITY_KEYS` the runs differ in,
+    with each run's value (temperature as used); empty when they agree."""
+    settings = []
+    for summary in summaries:
+        recorded = dict(summary.get("settings", {}))
+        if "temperature" in recorded and "samples_per_question" in recorded:
+            recorded["temperature"] = effective_temperature(
+                recorded["temperature"], recorded["samples_per_question"]
+            )
+        settings.append(recorded)
+    differences = settings_differences(settings, COMPARABILITY_KEYS)
+    if not differences:
+        return ""
+    lines = [
+        "warning: these runs were evaluated under different settings; "
+        "their accuracies are not directly comparable:"
+    ]
+    for key, values in differences.items():
+        per_run = ", ".join(
+            f"{label} = {_setting(v)}" for label, v in zip(labels, values, strict=True)
+        )
+        lines.append(f"- {key}: {per_run}")
+    return "\n".join(lines) + "\n\n"
 
 
 def compare_table(summaries: list[dict[str, Any]], labels: list[str]) -> str:

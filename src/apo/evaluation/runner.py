@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from apo.data.prompts import PromptConfig, prompt_input, render_prompt
+from apo.data.prompts import PromptConfig, check_question_template, prompt_input, render_prompt
 from apo.evaluation.answers import answer_questions, benchmark_verdicts
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
 from apo.evaluation.judge import Judge
-from apo.evaluation.report import markdown_summary, summarize
+from apo.evaluation.report import effective_temperature, markdown_summary, summarize
 from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
 from apo.rollout import RolloutEngine, SamplingConfig, build_engine
@@ -49,13 +50,65 @@ class EvalSettings(BaseModel):
     max_new_tokens: int = Field(2048, ge=1)
     batch_size: int = Field(8, ge=1, description="Questions per generation call.")
     seed: int = 0
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig, description="System prompt and question template."
+    )
 
     @property
     def resolved_temperature(self) -> float:
-        if self.temperature is not None:
-            return self.temperature
-        return 0.0 if self.samples_per_question == 1 else 1.0
+        return effective_temperature(self.temperature, self.samples_per_question)
+
+
+# ------------------------------------------------------------------ the prompt
+
+
+def training_prompt(path: str | Path) -> PromptConfig:
+    """``data.prompt`` of an ``apo train`` config (a YAML file, or a run folder holding
+    its ``config.yaml``): the prompt the model was trained with. A config whose data
+    section sets no prompt was trained with the default one."""
+    path = Path(path)
+    file = path / "config.yaml" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"--prompt-from {file}: no such file (give an apo train config)")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"--prompt-from {file}: not a readable YAML file ({reason})") from None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"--prompt-from {file}: no data section, so not an apo train config "
+            "(a run folder's config.yaml has one)"
+        )
+    try:
+        return PromptConfig.model_validate(data.get("prompt") or {})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        key = ".".join(["data", "prompt", *map(str, problem["loc"])])
+        message = problem["msg"].removeprefix("Value error, ")
+        raise ValueError(f"--prompt-from {file}: {key}: {message}") from None
+
+
+def eval_prompt(
+    system_prompt: str | None = None,
+    question_template: str | None = None,
+    prompt_from: str | Path | None = None,
+) -> PromptConfig:
+    """The prompt of ``apo eval``: a training config's (``--prompt-from``) or the default,
+    with ``--system-prompt`` (``none``: no system turn) and ``--question-template`` over it."""
+    prompt = training_prompt(prompt_from) if prompt_from is not None else PromptConfig()
+    changes: dict[str, Any] = {}
+    if system_prompt is not None:
+        none = system_prompt.strip().lower() in ("", "none")
+        changes["system_prompt"] = None if none else system_prompt
+    if question_template is not None:
+        try:
+            check_question_template(question_template)
+        except ValueError as error:
+            raise ValueError(f"--question-template {question_template!r}: {error}") from None
+        changes["question_template"] = question_template
+    return prompt.model_copy(update=changes)
 
 
 @dataclass(frozen=True)
