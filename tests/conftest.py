@@ -29,3 +29,7 @@ def tiny(tiny_path):
 
     torch.manual_seed(0)
     return load_model(ModelConfig(name_or_path=tiny_path))
+
+
+# The tiny-run config builder of the trainer tests, for tests elsewhere that train.
+from tests.trainer.conftest import make_config  # noqa: E402, F401

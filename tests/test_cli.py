@@ -75,3 +75,26 @@ def test_a_bad_command_line_value_is_one_line_naming_the_setting(tmp_path):
     assert result.stderr.strip() == (
         "apo eval: error: samples_per_question: Input should be greater than or equal to 1 (got 0)"
     )
+
+
+def test_an_unwritable_output_is_one_line_for_every_command(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "reward/total": 0.5}\n')
+    commands = {
+        "demo": ["demo", "--quick", "--output", str(blocker / "demo")],
+        "compare": ["compare", "--quick", "--output", str(blocker / "compare")],
+        "plot": ["plot", str(run), "--output", str(blocker / "plots")],
+        "eval": [
+            "eval", "--model", "tiny", "--benchmark", "custom=examples/data/plain.jsonl",
+            "--output", str(blocker / "eval"),
+        ],
+    }  # fmt: skip
+    for command, args in commands.items():
+        result = run_apo(*args)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, command
+        assert f"apo {command}: error: {blocker}/" in result.stderr, (command, result.stderr)
+        assert "(--output) is not writable" in result.stderr, (command, result.stderr)

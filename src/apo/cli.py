@@ -24,6 +24,7 @@ from apo.evaluation.report import (
     load_summary,
     markdown_summary,
 )
+from apo.run_folder import check_writable
 
 # A group of 8 answers to one prompt, as in the paper (G = 8): accuracy in {0, 1}
 # plus 0.5 for a well-formed <think>/<answer> response. Three are correct; one
@@ -349,6 +350,7 @@ def _run_plot(args: argparse.Namespace) -> int:
         if not (Path(run) / "metrics.jsonl").is_file():
             raise ValueError(f"{run} has no metrics.jsonl: not a training run folder")
     output = args.output or str(Path(args.runs[0]) / "plots")
+    check_writable(output, "--output")
     for path in plot_runs(args.runs, output, smooth=args.smooth):
         print(path)
     return 0

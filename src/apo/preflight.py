@@ -4,8 +4,8 @@ and a checkpoint to resume belongs to this run."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from apo.config import TrainConfig
 from apo.data import DataError
 from apo.nested import config_changes
 from apo.rewards import RewardRunner
-from apo.run_folder import run_lock
+from apo.run_folder import check_writable, run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
                 raise DataError(str(path), "no such file or folder", reason="missing_file")
     RewardRunner.check_references(config.rewards)
     run_dir = Path(config.logging.output_dir)
-    _check_writable(run_dir)
+    check_writable(run_dir, "logging.output_dir")
+    check_trackers(config)
     if not resume and list_checkpoints(run_dir / "checkpoints"):
         # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
         raise ValueError(
@@ -99,17 +100,17 @@ def resume_point(
     return None
 
 
-def _check_writable(run_dir: Path) -> None:
-    """Fail now, not at the first checkpoint, if the run folder cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(
-            f"the run folder {run_dir} (logging.output_dir) is not writable: {error.strerror}"
-        ) from None
+def check_trackers(config: TrainConfig) -> None:
+    """An enabled tracker whose package is missing is an error now, not after the
+    model has loaded."""
+    wanted = {"tensorboard": config.logging.tensorboard, "wandb": config.logging.wandb}
+    for package, enabled in wanted.items():
+        if enabled and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"logging.{package} is on but {package} is not installed: "
+                "pip install 'apo-rl[tracking]', or set "
+                f"logging.{package}=false"
+            )
 
 
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn: bool) -> None:

@@ -53,6 +53,19 @@ def _read_owner(path: Path) -> dict | None:
         return None
 
 
+def check_writable(folder: str | Path, what: str) -> None:
+    """Fail now, with one line naming ``folder`` and ``what`` sets it (a setting or a
+    flag), not with a traceback when the first file is written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"{folder} ({what}) is not writable: {error.strerror or error}") from None
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | Path, command: str) -> Iterator[Path]:
     """Hold ``folder`` for this process while the block runs.

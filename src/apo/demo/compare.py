@@ -22,6 +22,7 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from apo.plots import plot_runs
+from apo.run_folder import check_writable
 from apo.tracking import read_metrics
 
 VARIANTS: dict[str, tuple[bool, bool]] = {  # name: (dads, stcr)
@@ -183,6 +184,7 @@ def run_compare(
 ) -> Path:
     """Run every variant on every seed; write ``compare.md`` and figures; return its path."""
     output_dir = Path(output_dir)
+    check_writable(output_dir, "--output")
     extra = (["--steps", str(steps)] if steps is not None else []) + (["--quick"] if quick else [])
     extra += ["--beta", str(beta)] if beta is not None else []
     threads = max(1, (os.cpu_count() or 1) // parallel)

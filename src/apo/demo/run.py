@@ -28,7 +28,7 @@ from apo.data.synthetic import make_split, write_split
 from apo.demo.warmup import prompt_of, reasoning_checks
 from apo.models import ModelConfig, load_model
 from apo.rollout import SamplingConfig, TransformersEngine
-from apo.run_folder import prepare_demo_folder, run_lock
+from apo.run_folder import check_writable, prepare_demo_folder, run_lock
 from apo.tracking import read_metrics
 
 START_MODEL = Path(__file__).resolve().parent / "start_model"
@@ -334,6 +334,7 @@ def run_demo(
     run_dir = Path(settings.output_dir)
     data = {name: run_dir / "data" / f"{name}.jsonl" for name in ("train", "reasoning", "general")}
     config = demo_config(settings, data, start_model_path())  # validates every setting
+    check_writable(run_dir, "--output")
     with run_lock(run_dir, "apo demo"):
         prepare_demo_folder(run_dir, overwrite)
         splits = task_splits(settings)

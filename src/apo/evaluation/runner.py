@@ -32,7 +32,7 @@ from apo.evaluation.report import effective_temperature, markdown_summary, summa
 from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
 from apo.rollout import RolloutEngine, SamplingConfig, build_engine
-from apo.run_folder import run_lock
+from apo.run_folder import check_writable, run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ def evaluate(
     if len(set(keys)) != len(keys):
         raise ValueError(f"a benchmark is given twice: {', '.join(keys)}")
     questions = {r.key: r.benchmark.questions(r.path, r.split, limit) for r in requests}
+    check_writable(output, "--output")
     with run_lock(output, "apo eval"):  # one evaluation at a time writes a folder
         _check_settings(
             output, {"model": model, "dtype": dtype, **settings.model_dump(mode="json")}
