@@ -3,7 +3,7 @@
 from apo.rewards.accuracy import GroundTruthError, accuracy_reward, answers_match
 from apo.rewards.answer import extract_answer
 from apo.rewards.format import format_reward, is_well_formatted
-from apo.rewards.registry import REWARDS, resolve_reward, reward_name
+from apo.rewards.registry import REWARDS, resolve_reward, reward_name, reward_reference
 from apo.rewards.runner import (
     RewardComponentConfig,
     RewardConfig,
@@ -27,4 +27,5 @@ __all__ = [
     "is_well_formatted",
     "resolve_reward",
     "reward_name",
+    "reward_reference",
 ]

@@ -6,6 +6,11 @@ A reward function takes one response and returns a float::
 
 ``info`` holds the row's ``question``, ``choices``, ``id`` and any extra field.
 Custom reward files are executed as Python code: use only files you trust.
+
+From Python a function may be given itself: :func:`reward_reference` turns it
+into the string that names it, because rewards run in worker processes that
+import them by name, and the run's ``config.yaml`` must stay loadable by a
+resumed run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,9 +50,13 @@ def resolve_reward(reference: str) -> RewardFunction:
         module_name = f"apo_user_reward_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
+        # Registered like any import, so that the file's top level may build a config
+        # with its own functions (reward_reference looks them up in sys.modules).
+        sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
         except Exception as error:
+            del sys.modules[module_name]
             raise ValueError(f"reward {reference!r}: importing {path} failed: {error!r}") from None
     else:
         try:
@@ -58,3 +69,40 @@ def resolve_reward(reference: str) -> RewardFunction:
     if not callable(function):
         raise ValueError(f"reward {reference!r}: {target} has no function {function_name!r}")
     return function
+
+
+def reward_reference(function: Callable) -> str:
+    """The name workers import ``function`` by: its built-in name,
+    ``package.module:function``, or ``/abs/path/script.py:function`` for a function
+    of the script run as ``__main__``. TypeError, naming the function, for what
+    workers cannot import (lambdas, nested functions, methods, other callables)."""
+    for name in REWARDS:
+        if REWARDS.get(name) is function:
+            return name
+    label = getattr(function, "__qualname__", None) or repr(function)
+    fix = "define it with `def` at the top level of a module or script"
+    if inspect.ismethod(function):
+        raise TypeError(f"reward function {label} is a bound method: {fix}")
+    if not inspect.isfunction(function):
+        raise TypeError(f"reward {function!r} is not a plain function: {fix}")
+    if function.__name__ == "<lambda>":
+        raise TypeError(f"reward function {label} is a lambda: {fix}")
+    if function.__qualname__ != function.__name__:  # nested in a function or a class
+        raise TypeError(f"reward function {label} is not at the top level of its module: {fix}")
+    module = sys.modules.get(function.__module__)
+    if function.__module__ == "__main__" and getattr(module, "__file__", None) is None:
+        raise TypeError(
+            f"reward function {label} is defined in an interactive session, which reward "
+            "workers cannot import: put it in a .py file"
+        )
+    if getattr(module, function.__name__, None) is not function:
+        raise TypeError(
+            f"reward function {label} is not {function.__module__}.{function.__name__} "
+            f"(redefined or renamed?): {fix}"
+        )
+    if function.__module__ != "__main__":
+        return f"{function.__module__}:{function.__name__}"
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and spec.name != "__main__":  # python -m package.script
+        return f"{spec.name}:{function.__name__}"
+    return f"{Path(module.__file__).resolve()}:{function.__name__}"

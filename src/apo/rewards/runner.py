@@ -18,25 +18,39 @@ from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pebble import ProcessPool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
 from apo.rewards.accuracy import GroundTruthError
-from apo.rewards.registry import resolve_reward, reward_name
+from apo.rewards.registry import resolve_reward, reward_name, reward_reference
 
 logger = logging.getLogger(__name__)
 
 FAILURE_KINDS = ("timeouts", "errors", "invalid", "bad_ground_truth")
 
 
+def _as_reference(value: Any) -> Any:
+    """A reward function given from Python becomes the string that names it."""
+    return reward_reference(value) if callable(value) else value
+
+
+# A reward name; from Python, the function itself is accepted and stored by name.
+RewardReference = Annotated[str, BeforeValidator(_as_reference)]
+
+
 class RewardComponentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="A built-in reward ('accuracy', 'format') or 'file.py:function'.")
+    name: RewardReference = Field(
+        description=(
+            "A built-in reward ('accuracy', 'format'), 'path/file.py:function' or "
+            "'package.module:function'; from Python, also the function itself."
+        )
+    )
     weight: float = Field(1.0, description="Multiplies this component in the total reward.")
 
 
@@ -53,9 +67,13 @@ class RewardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     components: list[RewardComponentConfig] = Field(
-        default_factory=_official_components, description="Reward functions and their weights."
+        default_factory=_official_components,
+        description=(
+            "Reward functions and their weights; name: accuracy, format, path/file.py:function "
+            "or package.module:function."
+        ),
     )
-    correctness: str = Field(
+    correctness: RewardReference = Field(
         "accuracy",
         description="The component whose value 1.0 makes a response 'correct' (for DADS/STCR).",
     )
@@ -66,6 +84,14 @@ class RewardConfig(BaseModel):
         ge=1,
         description="Stop the run when a component fails on every response for this many steps.",
     )
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _components_by_name(cls, components: Any) -> Any:
+        """A bare function or name stands for a component of weight 1."""
+        if not isinstance(components, (list, tuple)):
+            return components
+        return [{"name": c} if callable(c) or isinstance(c, str) else c for c in components]
 
     @model_validator(mode="after")
     def _check_names(self) -> RewardConfig:
