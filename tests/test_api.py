@@ -62,7 +62,13 @@ def test_the_example_trains_with_its_own_reward_and_resumes(tmp_path):
 
 def test_a_bad_config_dict_names_the_key():
     with pytest.raises(ConfigError, match=r"config key 'rollout\.group_sise': unknown key"):
-        apo.train({"data": {"path": "data.jsonl"}, "rollout": {"group_sise": 4}})
+        apo.train(
+            {
+                "model": {"name_or_path": "tiny"},
+                "data": {"path": "data.jsonl"},
+                "rollout": {"group_sise": 4},
+            }
+        )
 
 
 def test_a_missing_config_file_is_a_config_error(tmp_path):

@@ -46,7 +46,8 @@ def test_algorithm_name_sets_the_flags_unless_given():
 
 def test_unknown_registry_names_list_the_allowed_ones():
     with pytest.raises(
-        ValueError, match="dads_schedule='cosine' is unknown; allowed: constant, exp, official"
+        ValueError,
+        match="dads_schedule='cosine' is unknown; allowed: constant, exp_decay, saturating",
     ):
         AlgorithmConfig(dads_schedule="cosine")
 
@@ -86,3 +87,16 @@ def test_one_response_per_prompt_is_refused_for_group_relative_advantages(advant
     ):
         load_config(tiny, ["rollout.group_size=1", f"algorithm.advantage={advantage}"])
     assert load_config(tiny, ["rollout.group_size=2"]).rollout.group_size == 2
+
+
+def test_former_dads_schedule_names_are_read_as_the_current_ones():
+    assert AlgorithmConfig(dads_schedule="official").dads_schedule == "saturating"
+    assert AlgorithmConfig(dads_schedule="exp").dads_schedule == "exp_decay"
+
+
+def test_a_config_without_a_model_is_refused(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("data:\n  path: data.jsonl\n")
+    with pytest.raises(ValueError, match=r"model\.name_or_path is not set"):
+        load_config(config)
+    assert load_config(config, ["model.name_or_path=tiny"]).model.name_or_path == "tiny"

@@ -21,7 +21,7 @@ EVAL_CONFIG = {
         "datasets": {
             "reasoning": {"temperature": 0.0, "samples_per_question": 1},
             "reasoning_sampled": {"temperature": 1.0, "samples_per_question": 4},
-            "general": {},  # EvalSet's defaults: greedy
+            "general": {},  # EvalSetConfig's defaults: greedy
         }
     }
 }
@@ -138,9 +138,9 @@ def test_without_a_config_the_held_out_curves_keep_the_set_name(tmp_path):
 
 
 def test_eval_set_defaults_are_the_trainers():
-    from apo.evaluation.training import EvalSet
+    from apo.evaluation.training import EvalSetConfig
 
-    trainers = {key: EvalSet.model_fields[key].default for key in EVAL_SET_DEFAULTS}
+    trainers = {key: EvalSetConfig.model_fields[key].default for key in EVAL_SET_DEFAULTS}
     assert trainers == EVAL_SET_DEFAULTS
 
 

@@ -29,3 +29,14 @@ def test_registering_a_name_twice_is_an_error():
     registry.register("a")(lambda: 1)
     with pytest.raises(ValueError, match="already registered"):
         registry.register("a")(lambda: 2)
+
+
+def test_a_former_name_reaches_the_renamed_entry():
+    registry = Registry("thing")
+    registry.register("new")(lambda: 1)
+    registry.alias("old", "new")
+    assert registry.get("old")() == 1 and "old" in registry
+    assert registry.canonical("old") == "new" and registry.canonical("new") == "new"
+    assert registry.names() == ["new"]  # errors list the current names only
+    with pytest.raises(ValueError, match="cannot alias"):
+        registry.alias("other", "missing")

@@ -70,7 +70,9 @@ def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--method", default="grpo", help="advantage estimator")
     parser.add_argument("--stcr-base", type=float, default=1.00001, help="STCR base (> 1)")
-    parser.add_argument("--dads-schedule", default="official", help="DADS weight schedule")
+    parser.add_argument(
+        "--dads-schedule", default="saturating", help="DADS weight schedule (official: saturating)"
+    )
     parser.add_argument(
         "--stcr-negatives-only",
         action="store_true",
@@ -426,7 +428,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ValueError("give --model and at least one --benchmark NAME=PATH (or --compare)")
     from apo.evaluation.runner import (
         BenchmarkRequest,
-        EvalSettings,
+        EvalRunConfig,
         default_output,
         eval_prompt,
         evaluate,
@@ -434,7 +436,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     requests = [BenchmarkRequest.parse(spec) for spec in args.benchmark]
-    settings = EvalSettings(
+    settings = EvalRunConfig(
         samples_per_question=args.samples_per_question,
         temperature=args.temperature,
         top_p=args.top_p,

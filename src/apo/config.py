@@ -19,7 +19,7 @@ from apo.algorithms import AlgorithmConfig
 from apo.algorithms.advantages import GROUP_RELATIVE
 from apo.data import DataConfig
 from apo.evaluation.training import EvalConfig
-from apo.models import LoraSettings, ModelConfig
+from apo.models import LoraConfig, ModelConfig
 from apo.nested import merge
 from apo.rewards import RewardConfig
 from apo.rollout import RolloutConfig
@@ -139,7 +139,7 @@ class TrainConfig(Section):
     """Everything ``apo train`` needs."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
-    lora: LoraSettings = Field(default_factory=LoraSettings)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -151,6 +151,21 @@ class TrainConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_is_named(cls, data: Any) -> Any:
+        """A forgotten model must not silently train the built-in toy model."""
+        if isinstance(data, dict):
+            model = data.get("model")
+            name = model.get("name_or_path") if isinstance(model, dict) else None
+            name = getattr(model, "name_or_path", name)
+            if not name:
+                raise ValueError(
+                    "model.name_or_path is not set: name a model folder or hub id "
+                    "('tiny' is the built-in toy model)"
+                )
+        return data
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TrainConfig:

@@ -51,8 +51,8 @@ FIGURES = {
 LINE_STYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]  # one per metric
 MARKERS_UP_TO = 20  # points; a longer curve is readable without markers
 LOG_SPAN = 100.0  # max / min of the positive values above which an axis is logarithmic
-# EvalSet's defaults (apo.evaluation.training), for a config.yaml written by hand;
-# importing EvalSet here would load torch into `apo plot`.
+# EvalSetConfig's defaults (apo.evaluation.training), for a config.yaml written by hand;
+# importing EvalSetConfig here would load torch into `apo plot`.
 EVAL_SET_DEFAULTS = {"temperature": 0.0, "samples_per_question": 1}
 
 

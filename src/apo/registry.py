@@ -18,6 +18,7 @@ class Registry(Generic[F]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, F] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[F], F]:
         """Decorator: ``@REGISTRY.register("name")`` adds the function under ``name``."""
@@ -30,10 +31,20 @@ class Registry(Generic[F]):
 
         return decorator
 
+    def alias(self, old: str, new: str) -> None:
+        """Keep accepting ``old`` (a former name) for the entry now called ``new``."""
+        if new not in self._entries or old in self._entries:
+            raise ValueError(f"cannot alias {self.kind} {old!r} to {new!r}")
+        self._aliases[old] = new
+
+    def canonical(self, name: str) -> str:
+        """The current name of ``name`` (itself unless it is a former name)."""
+        return self._aliases.get(name, name)
+
     def get(self, name: str) -> F:
         """The function registered as ``name``; a ValueError lists the allowed names."""
         try:
-            return self._entries[name]
+            return self._entries[self.canonical(name)]
         except KeyError:
             raise ValueError(
                 f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}"
@@ -43,7 +54,7 @@ class Registry(Generic[F]):
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

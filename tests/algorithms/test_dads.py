@@ -43,7 +43,7 @@ def test_bf16_difficulty_is_computed_in_float32():
 
 
 def test_unknown_schedule_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed: constant, exp, official"):
+    with pytest.raises(ValueError, match="allowed: constant, exp_decay, saturating"):
         dads_kl_weights(torch.tensor([1.0]), torch.tensor([0.5]), schedule="cosine")
 
 
@@ -67,7 +67,7 @@ def test_empty_batch_is_a_clear_error():
 
 
 @given(
-    st.sampled_from(["official", "exp"]),
+    st.sampled_from(["saturating", "exp_decay", "official", "exp"]),
     st.integers(2, 64).flatmap(
         lambda g: st.tuples(st.just(g), st.integers(1, g - 1), st.integers(1, g - 1))
     ),
@@ -87,7 +87,7 @@ def test_weights_of_positives_decrease_with_difficulty(schedule, case):
     st.lists(
         st.tuples(st.floats(-5, 5, allow_nan=False), st.floats(0, 1)), min_size=1, max_size=32
     ),
-    st.sampled_from(["official", "exp", "constant"]),
+    st.sampled_from(["saturating", "exp_decay", "constant"]),
 )
 def test_weights_are_in_half_open_unit_interval(rows, schedule):
     adv = torch.tensor([a for a, _ in rows])

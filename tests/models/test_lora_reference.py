@@ -4,7 +4,7 @@ import torch
 from apo.models import (
     AdapterDisabledReference,
     FrozenReference,
-    LoraSettings,
+    LoraConfig,
     apply_lora,
     build_reference,
     build_sequence_batch,
@@ -35,7 +35,7 @@ def _perturb_adapters(model):
 
 
 def test_lora_trains_only_adapters_of_the_language_model(tiny):
-    model = apply_lora(tiny.model, LoraSettings(enabled=True, r=4, alpha=8))
+    model = apply_lora(tiny.model, LoraConfig(enabled=True, r=4, alpha=8))
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     assert not any("visual" in name for name in trainable)
@@ -46,7 +46,7 @@ def test_lora_trains_only_adapters_of_the_language_model(tiny):
 
 
 def test_lora_target_modules_are_configurable(tiny):
-    model = apply_lora(tiny.model, LoraSettings(enabled=True, r=2, target_modules=["q_proj"]))
+    model = apply_lora(tiny.model, LoraConfig(enabled=True, r=2, target_modules=["q_proj"]))
     adapted = {
         name.split(".lora_")[0].rsplit(".", 1)[-1]
         for name, _ in model.named_parameters()
@@ -57,14 +57,14 @@ def test_lora_target_modules_are_configurable(tiny):
 
 def test_bad_lora_targets_are_a_clear_error(tiny):
     with pytest.raises(ValueError, match="cannot apply LoRA"):
-        apply_lora(tiny.model, LoraSettings(enabled=True, target_modules=["no_such_module"]))
+        apply_lora(tiny.model, LoraConfig(enabled=True, target_modules=["no_such_module"]))
 
 
 def test_adapter_disabled_reference_is_the_base_model(tiny):
     batch = _batch(tiny)
     with torch.no_grad():
         base = sequence_log_probs(tiny.model, batch).logp
-    policy = apply_lora(tiny.model, LoraSettings(enabled=True, r=4, alpha=8))
+    policy = apply_lora(tiny.model, LoraConfig(enabled=True, r=4, alpha=8))
     _perturb_adapters(policy)
     reference = build_reference(policy)
     assert isinstance(reference, AdapterDisabledReference)
@@ -109,5 +109,5 @@ def test_reference_kinds(tiny):
         build_reference(tiny.model, "adapter_disabled")
     with pytest.raises(ValueError, match="unknown reference kind"):
         build_reference(tiny.model, "twin")
-    policy = apply_lora(tiny.model, LoraSettings(enabled=True, r=2))
+    policy = apply_lora(tiny.model, LoraConfig(enabled=True, r=2))
     assert isinstance(build_reference(policy, "copy"), FrozenReference)

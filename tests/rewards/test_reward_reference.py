@@ -72,7 +72,9 @@ def test_components_may_be_functions_names_or_settings():
 
 def test_the_saved_config_holds_the_reference_and_loads_again():
     config = TrainConfig(
-        data={"path": "data.jsonl"}, rewards={"components": ["accuracy", shortness]}
+        model={"name_or_path": "tiny"},
+        data={"path": "data.jsonl"},
+        rewards={"components": ["accuracy", shortness]},
     )
     saved = yaml.safe_load(config_to_yaml(config))
     assert saved["rewards"]["components"][1]["name"] == f"{__name__}:shortness"

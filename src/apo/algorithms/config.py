@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from apo.algorithms.dads import DADS_SCHEDULES
 from apo.algorithms.kl import KL_ESTIMATORS
 from apo.algorithms.policy_loss import LOSS_AGGREGATIONS
 from apo.algorithms.stcr import OFFICIAL_STCR_BASE
+from apo.section import Section
 
 OFFICIAL_BETA = 1e-3
 
@@ -24,13 +25,11 @@ OFFICIAL_BETA = 1e-3
 KEYWORD_ALIASES = {"advantage_method": "advantage"}
 
 
-class AlgorithmConfig(BaseModel):
+class AlgorithmConfig(Section):
     """APO: dads and stcr on; GRPO: both off ('name: apo' / 'name: grpo' say the same).
 
     Every knob of the objective, explained in docs/ALGORITHM.md.
     """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     dads: bool = Field(
         True, description="DADS: positive samples of harder prompts get a smaller KL weight."
@@ -42,7 +41,11 @@ class AlgorithmConfig(BaseModel):
     unbiased_std: bool = Field(True, description="grpo: unbiased group std (official).")
     advantage_eps: float = Field(1e-9, gt=0, description="grpo: added to the std.")
     dads_schedule: str = Field(
-        "official", description="DADS weight schedule: official, exp, constant."
+        "saturating",
+        description=(
+            "DADS weight schedule: saturating (official, 1 - exp(-e (1 - d))), "
+            "exp_decay (exp(-e d)), constant (no DADS); former names official, exp."
+        ),
     )
     stcr_base: float = Field(
         OFFICIAL_STCR_BASE, gt=1.0, description="STCR base (official 1.00001)."
@@ -84,6 +87,12 @@ class AlgorithmConfig(BaseModel):
             data.setdefault("dads", name == "apo")
             data.setdefault("stcr", name == "apo")
         return data
+
+    @field_validator("dads_schedule")
+    @classmethod
+    def _current_schedule_name(cls, value: str) -> str:
+        """A former name (``official``, ``exp``) becomes the current one in saved configs."""
+        return DADS_SCHEDULES.canonical(value)
 
     @field_validator("beta")
     @classmethod

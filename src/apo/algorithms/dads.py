@@ -25,14 +25,15 @@ DadsSchedule = Callable[[Tensor], Tensor]
 DADS_SCHEDULES: Registry[DadsSchedule] = Registry("DADS schedule")
 
 
-@DADS_SCHEDULES.register("official")
-def official_schedule(difficulty: Tensor) -> Tensor:
-    """f(d) = 1 - exp(-e * (1 - d)): from 1 - e^-e ~ 0.934 at d -> 0 down to 0 at d -> 1."""
+@DADS_SCHEDULES.register("saturating")
+def saturating_schedule(difficulty: Tensor) -> Tensor:
+    """f(d) = 1 - exp(-e * (1 - d)), the official schedule: near its ceiling
+    1 - e^-e ~ 0.934 on easy prompts (d -> 0), falling to 0 as d -> 1."""
     return -torch.expm1(-math.e * (1.0 - difficulty))
 
 
-@DADS_SCHEDULES.register("exp")
-def exp_schedule(difficulty: Tensor) -> Tensor:
+@DADS_SCHEDULES.register("exp_decay")
+def exp_decay_schedule(difficulty: Tensor) -> Tensor:
     """f(d) = exp(-e * d), the alternative kept commented out in the official code."""
     return torch.exp(-math.e * difficulty)
 
@@ -43,7 +44,12 @@ def constant_schedule(difficulty: Tensor) -> Tensor:
     return torch.ones_like(difficulty)
 
 
-def dads_kl_weights(advantages: Tensor, difficulty: Tensor, schedule: str = "official") -> Tensor:
+# The first names, still accepted (configs written before the rename).
+DADS_SCHEDULES.alias("official", "saturating")
+DADS_SCHEDULES.alias("exp", "exp_decay")
+
+
+def dads_kl_weights(advantages: Tensor, difficulty: Tensor, schedule: str = "saturating") -> Tensor:
     """Per-sample KL weight::
 
         w_i = f(d_i)   if A_i > 0 and 0 < d_i < 1
@@ -52,7 +58,7 @@ def dads_kl_weights(advantages: Tensor, difficulty: Tensor, schedule: str = "off
     Args:
         advantages: [N] float (after any STCR shaping; only its sign is used).
         difficulty: [N] in [0, 1], from :func:`apo.algorithms.group_difficulty`.
-        schedule: a name registered in ``DADS_SCHEDULES``.
+        schedule: a name registered in ``DADS_SCHEDULES`` (or a former name).
 
     Returns:
         [N] weights in (0, 1], float32 (float64 for float64 difficulty).

@@ -7,19 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from apo.data.errors import DataError
 from apo.data.formats import Example, parse_record
 from apo.data.images import check_image
 from apo.data.prompts import PromptConfig, PromptInput, prompt_input, render_prompt
 from apo.data.records import read_records
+from apo.section import Section
 
 
-class DataConfig(BaseModel):
+class DataConfig(Section):
     """Where the prompts come from and how they are checked."""
-
-    model_config = ConfigDict(extra="forbid")
 
     path: str | list[str] | None = Field(
         None, description="Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s)."

@@ -7,9 +7,10 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from apo.data.formats import Example
+from apo.section import Section
 
 DEFAULT_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -31,10 +32,8 @@ class PromptInput:
     images: list[Any] = field(default_factory=list)
 
 
-class PromptConfig(BaseModel):
+class PromptConfig(Section):
     """How a question becomes a prompt."""
-
-    model_config = ConfigDict(extra="forbid")
 
     system_prompt: str | None = Field(
         DEFAULT_SYSTEM_PROMPT,

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from apo.data.prompts import PromptConfig, check_question_template, prompt_input, render_prompt
@@ -33,14 +33,13 @@ from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
 from apo.rollout import RolloutEngine, SamplingConfig, build_engine
 from apo.run_folder import check_writable, run_lock
+from apo.section import Section
 
 logger = logging.getLogger(__name__)
 
 
-class EvalSettings(BaseModel):
+class EvalRunConfig(Section):
     """How answers are generated; results made under other settings are not mixed."""
-
-    model_config = ConfigDict(extra="forbid")
 
     samples_per_question: int = Field(1, ge=1, description="K responses per question.")
     temperature: float | None = Field(
@@ -57,6 +56,9 @@ class EvalSettings(BaseModel):
     @property
     def resolved_temperature(self) -> float:
         return effective_temperature(self.temperature, self.samples_per_question)
+
+
+EvalSettings = EvalRunConfig  # its former name
 
 
 # ------------------------------------------------------------------ the prompt
@@ -189,7 +191,7 @@ def default_output(model: str) -> Path:
 def evaluate(
     model: str,
     requests: Sequence[BenchmarkRequest],
-    settings: EvalSettings,
+    settings: EvalRunConfig,
     output: str | Path,
     *,
     limit: int | None = None,
@@ -272,7 +274,7 @@ def _run_benchmark(
     engine: RolloutEngine,
     loaded: LoadedModel,
     sampling: SamplingConfig,
-    settings: EvalSettings,
+    settings: EvalRunConfig,
     judge: Judge,
     output: Path,
     progress: bool,

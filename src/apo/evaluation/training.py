@@ -26,7 +26,7 @@ from apo.rollout import RolloutEngine, SamplingConfig
 from apo.section import Section
 
 
-class EvalSet(Section):
+class EvalSetConfig(Section):
     """One evaluation set and how it is decoded."""
 
     data: DataConfig = Field(description="The questions (any training data format).")
@@ -51,12 +51,15 @@ class EvalSet(Section):
         return None if value is None else get_benchmark(value).name
 
 
+EvalSet = EvalSetConfig  # its former name
+
+
 class EvalConfig(Section):
     """Periodic evaluation on held-out questions."""
 
     every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
     at_start: bool = Field(False, description="Also evaluate before the first step.")
-    datasets: dict[str, EvalSet] = Field(
+    datasets: dict[str, EvalSetConfig] = Field(
         default_factory=dict,
         description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
     )
@@ -67,12 +70,12 @@ class EvalData:
     """One evaluation set, loaded: its rows with rendered prompts, and a benchmark's
     questions (None for a training-format set, judged by the rewards)."""
 
-    config: EvalSet
+    config: EvalSetConfig
     dataset: PromptDataset
     questions: list[Question] | None = None
 
 
-def load_eval_set(config: EvalSet, processor: Any, is_multimodal: bool) -> EvalData:
+def load_eval_set(config: EvalSetConfig, processor: Any, is_multimodal: bool) -> EvalData:
     """A training-format set, or a benchmark's questions as prompts."""
     if config.benchmark is None:
         return EvalData(config, PromptDataset.load(config.data, processor, is_multimodal))
@@ -95,7 +98,7 @@ class PeriodicEvaluation:
 
     def __init__(
         self,
-        datasets: dict[str, EvalSet],
+        datasets: dict[str, EvalSetConfig],
         processor: Any,
         is_multimodal: bool,
         rewards: RewardRunner,

@@ -16,7 +16,7 @@ from apo.models.loading import (
     vision_tower,
 )
 from apo.models.logprobs import TokenLogProbs, sequence_log_probs
-from apo.models.lora import LoraSettings, apply_lora, has_adapters
+from apo.models.lora import LoraConfig, LoraSettings, apply_lora, has_adapters
 from apo.models.reference import (
     AdapterDisabledReference,
     FrozenReference,
@@ -31,6 +31,7 @@ __all__ = [
     "AdapterDisabledReference",
     "FrozenReference",
     "LoadedModel",
+    "LoraConfig",
     "LoraSettings",
     "ModelConfig",
     "ReferencePolicy",

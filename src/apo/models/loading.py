@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from apo.models.tiny import TINY_MODEL_NAME, tiny_model_path
+from apo.section import Section
 
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Section):
     """Which model to train, and how to load it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name_or_path: str = Field(
         TINY_MODEL_NAME,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from apo.models.unwrap import unwrap_model
+from apo.section import Section
 
 # The attention and MLP projections of the language model. The vision tower of
 # Qwen2.5-VL uses some of the same names (gate_proj, up_proj, down_proj), so it
@@ -21,10 +22,8 @@ DEFAULT_TARGET_MODULES = [
 DEFAULT_EXCLUDE_MODULES = r".*(visual|vision_tower|vision_model|vision_encoder|image_tower).*"
 
 
-class LoraSettings(BaseModel):
+class LoraConfig(Section):
     """LoRA adapter settings (off by default: full fine-tuning)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(False, description="Train LoRA adapters instead of all weights.")
     r: int = Field(64, gt=0, description="Adapter rank.")
@@ -50,7 +49,10 @@ class LoraSettings(BaseModel):
     )
 
 
-def apply_lora(model, settings: LoraSettings):
+LoraSettings = LoraConfig  # its former name
+
+
+def apply_lora(model, settings: LoraConfig):
     """Wrap ``model`` in a ``peft`` model with fresh LoRA adapters (only they train)."""
     from peft import LoraConfig, get_peft_model  # seconds to import: only for LoRA runs
 

@@ -22,11 +22,12 @@ from typing import Annotated, Any
 
 import torch
 from pebble import ProcessPool
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from torch import Tensor
 
 from apo.rewards.accuracy import GroundTruthError
 from apo.rewards.registry import resolve_reward, reward_name, reward_reference
+from apo.section import Section
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ def _as_reference(value: Any) -> Any:
 RewardReference = Annotated[str, BeforeValidator(_as_reference)]
 
 
-class RewardComponentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RewardComponentConfig(Section):
     name: RewardReference = Field(
         description=(
             "A built-in reward ('accuracy', 'format'), 'path/file.py:function' or "
@@ -61,10 +60,8 @@ def _official_components() -> list[RewardComponentConfig]:
     ]
 
 
-class RewardConfig(BaseModel):
+class RewardConfig(Section):
     """The reward: a weighted sum of components (official: accuracy + 0.5 * format)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     components: list[RewardComponentConfig] = Field(
         default_factory=_official_components,

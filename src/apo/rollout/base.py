@@ -17,18 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from apo.data.prompts import PromptInput
 from apo.registry import Registry
+from apo.section import Section
 
 FinishReason = Literal["eos", "stop", "length"]
 
 
-class SamplingConfig(BaseModel):
+class SamplingConfig(Section):
     """How responses are sampled."""
-
-    model_config = ConfigDict(extra="forbid")
 
     group_size: int = Field(8, ge=1, description="Responses per prompt (G).")
     temperature: float = Field(
