@@ -469,8 +469,10 @@ def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "adapters are merged into the weights unless --no-merge. OUTPUT must be new or empty."
         ),
     )
-    parser.add_argument("checkpoint", help="a checkpoint folder (RUN/checkpoints/step-N)")
-    parser.add_argument("output", help="the model folder to write (new or empty)")
+    parser.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a checkpoint folder (RUN/checkpoints/step-N)"
+    )
+    parser.add_argument("output", metavar="OUTPUT", help="the model folder to write (new or empty)")
     parser.add_argument(
         "--no-merge",
         action="store_true",
