@@ -22,7 +22,11 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | list[str] | None = Field(
-        None, description="Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s)."
+        None,
+        description=(
+            "Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s); relative to the "
+            "config file."
+        ),
     )
     split: str = Field("train", description="Split to read from a datasets folder with several.")
     on_error: Literal["raise", "skip"] = Field(

@@ -36,7 +36,12 @@ FAILURE_KINDS = ("timeouts", "errors", "invalid", "bad_ground_truth")
 class RewardComponentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="A built-in reward ('accuracy', 'format') or 'file.py:function'.")
+    name: str = Field(
+        description=(
+            "A built-in reward ('accuracy', 'format'), 'module:function' or 'file.py:function' "
+            "(the file relative to the config file)."
+        )
+    )
     weight: float = Field(1.0, description="Multiplies this component in the total reward.")
 
 
