@@ -1,6 +1,7 @@
 """Checkpoints as Hugging Face folders: ``apo export`` and ``apo eval --model CHECKPOINT``."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -101,6 +102,17 @@ def test_apo_export_never_writes_into_a_folder_that_holds_something(runs, tmp_pa
     assert "already exists and is not empty" in capsys.readouterr().err
     assert [p.name for p in output.iterdir()] == ["notes.txt"]
     assert (output / "notes.txt").read_text() == "keep me"
+
+
+def test_apo_export_names_a_damaged_file(runs, tmp_path, capsys):
+    damaged = tmp_path / "step-00000002"
+    shutil.copytree(list_checkpoints(runs / "full" / "checkpoints")[-1], damaged)
+    weights_file = damaged / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:-100])  # cut short, as by a full disk
+    assert main(["export", str(damaged), str(tmp_path / "out")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"apo export: error: {weights_file} is damaged")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_empty_output_folder_is_used(runs, tmp_path):

@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
-from apo.checkpoint import STATE_FILE, list_checkpoints, read_trainer_state
+from apo.checkpoint import (
+    STATE_FILE,
+    STATE_KEYS,
+    list_checkpoints,
+    read_trainer_state,
+    verify_checkpoint,
+)
 from apo.models import LoadedModel, ModelConfig, has_adapters, load_model
 
 WEIGHTS_FILE = "model.safetensors"  # what accelerate saves for a full fine-tune
@@ -53,11 +59,12 @@ def is_checkpoint(path: str | Path) -> bool:
         state = read_trainer_state(path)
     except (OSError, ValueError):  # no such file, or not JSON
         return False
-    return isinstance(state, dict) and "config" in state and "step" in state
+    return isinstance(state, dict) and all(key in state for key in STATE_KEYS)
 
 
 def check_checkpoint(path: str | Path) -> None:
-    """ValueError, in one line, when ``path`` is not an exportable checkpoint."""
+    """ValueError, in one line, when ``path`` is not an exportable checkpoint
+    (:class:`~apo.checkpoint.DamagedCheckpoint` when a file of it is damaged)."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{path} is not a checkpoint: no such folder")
@@ -72,6 +79,7 @@ def check_checkpoint(path: str | Path) -> None:
             f"checkpoint {path} holds neither {WEIGHTS_FILE} nor {ADAPTER_DIR}/ (a sharded "
             "FSDP or DeepSpeed checkpoint cannot be exported yet)"
         )
+    verify_checkpoint(path, processes=0)  # no RNG state is needed to export
 
 
 def load_checkpoint_model(
