@@ -18,7 +18,16 @@ LAYERS = {  # layer: the layers it may import (besides itself and the foundation
     "evaluation": {"data", "models", "rewards", "rollout"},
     "config": {"algorithms", "data", "models", "rewards", "rollout", "evaluation"},
 }
-TRAINING = {"batching", "metrics", "tracking", "progress", "checkpoint", "preflight", "trainer"}
+TRAINING = {
+    "batching",
+    "metrics",
+    "tracking",
+    "progress",
+    "checkpoint",
+    "preflight",
+    "export",
+    "trainer",
+}
 
 
 def layer_of(module: str) -> str:

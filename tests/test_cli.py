@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 import apo
 
 
@@ -98,3 +100,21 @@ def test_an_unwritable_output_is_one_line_for_every_command(tmp_path):
         assert "Traceback" not in result.stderr, command
         assert f"apo {command}: error: {blocker}/" in result.stderr, (command, result.stderr)
         assert "(--output) is not writable" in result.stderr, (command, result.stderr)
+
+
+def test_train_reads_a_config_from_any_folder(tmp_path):
+    """configs/tiny.yaml names its data relative to itself; the run folder stays relative
+    to where apo runs."""
+    root = Path(__file__).resolve().parents[1]
+    config = root / "configs" / "tiny.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "train", str(config), "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["data"]["path"] == str(root / "examples" / "data" / "plain.jsonl")
+    assert printed["logging"]["output_dir"] == "runs/tiny"

@@ -100,3 +100,74 @@ def test_a_config_without_a_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"model\.name_or_path is not set"):
         load_config(config)
     assert load_config(config, ["model.name_or_path=tiny"]).model.name_or_path == "tiny"
+
+
+def write_project(root):
+    """configs/run.yaml naming a data file, an eval set, a reward file and a model folder
+    beside it, by paths relative to the config file."""
+    for name in ("data/train.jsonl", "data/held.jsonl", "rewards/mine.py", "models/base/x"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    config = root / "configs" / "run.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "model: {name_or_path: ../models/base}\n"
+        "data: {path: ../data/train.jsonl}\n"
+        "eval: {datasets: {held: {data: {path: [../data/held.jsonl]}}}}\n"
+        "rewards:\n"
+        "  components: [{name: ../rewards/mine.py:score}, {name: format}]\n"
+        "  correctness: score\n"
+        "logging: {output_dir: runs/x}\n"
+    )
+    return config
+
+
+def test_input_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    project = tmp_path.resolve() / "project"
+    write_project(project)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config("../project/configs/run.yaml")
+    assert config.data.path == str(project / "data" / "train.jsonl")
+    assert config.eval.datasets["held"].data.path == [str(project / "data" / "held.jsonl")]
+    assert config.rewards.components[0].name == f"{project / 'rewards' / 'mine.py'}:score"
+    assert config.rewards.components[1].name == "format"
+    assert config.model.name_or_path == str(project / "models" / "base")
+    assert config.logging.output_dir == "runs/x"  # outputs: relative to the current folder
+
+
+def test_overrides_hub_ids_and_absolute_paths_are_left_as_given(tmp_path, monkeypatch):
+    config_file = write_project(tmp_path.resolve())
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        config_file, ["data.path=mine.jsonl", "model.name_or_path=Qwen/Qwen2.5-VL-3B-Instruct"]
+    )
+    assert config.data.path == "mine.jsonl"  # typed in the shell: relative to it
+    assert config.model.name_or_path == "Qwen/Qwen2.5-VL-3B-Instruct"
+    config_file.write_text(f"model: {{name_or_path: tiny}}\ndata: {{path: {tmp_path}/a.jsonl}}\n")
+    config = load_config(config_file)
+    assert (config.model.name_or_path, config.data.path) == ("tiny", f"{tmp_path}/a.jsonl")
+
+
+def test_a_path_found_only_in_the_current_folder_is_kept_with_a_warning(
+    tmp_path, monkeypatch, caplog
+):
+    write_project(tmp_path)
+    (tmp_path / "configs" / "old.yaml").write_text(
+        "model: {name_or_path: tiny}\ndata: {path: data/train.jsonl}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="apo.config"):
+        config = load_config("configs/old.yaml")
+    assert config.data.path == "data/train.jsonl"
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning.startswith("data.path: data/train.jsonl is not in the config's folder")
+    assert warning.endswith("relative to the file: write ../data/train.jsonl")
+
+
+def test_a_missing_input_is_looked_for_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "run.yaml").write_text("model: {name_or_path: tiny}\ndata: {path: missing.jsonl}\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config("../run.yaml")
+    assert config.data.path == str(tmp_path.resolve() / "missing.jsonl")

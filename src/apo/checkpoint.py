@@ -3,7 +3,7 @@
 A checkpoint folder ``step-00000050`` holds what ``accelerate`` saves (model
 weights as safetensors, optimizer, every process's RNG states; all read back with
 ``weights_only=True``) and ``trainer_state.json`` (step, data position, learning-rate
-schedule, config). It is written under a
+schedule, config, the weights' dtype). It is written under a
 temporary name and renamed into place only when complete, so a crash mid-write
 never leaves a folder that looks like a checkpoint, and the previous one stays.
 With LoRA, only the adapter is saved (``adapter/``, peft's safetensors format).

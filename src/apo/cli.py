@@ -372,7 +372,13 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
             f"--output skips the questions already answered. Splits (first: default): {splits}."
         ),
     )
-    parser.add_argument("--model", help="model folder or name (tiny: the built-in one)")
+    parser.add_argument(
+        "--model",
+        help=(
+            "model folder or hub id (tiny: the built-in one), or a checkpoint of apo train "
+            "(RUN/checkpoints/step-N: loaded directly, LoRA merged, nothing written)"
+        ),
+    )
     parser.add_argument(
         "--benchmark",
         action="append",
@@ -433,6 +439,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         eval_prompt,
         evaluate,
     )
+    from apo.export import is_checkpoint, load_checkpoint_as_model
+    from apo.models import load_model
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     requests = [BenchmarkRequest.parse(spec) for spec in args.benchmark]
@@ -446,9 +454,43 @@ def _run_eval(args: argparse.Namespace) -> int:
         prompt=eval_prompt(args.system_prompt, args.question_template, args.prompt_from),
     )
     output = Path(args.output) if args.output else default_output(args.model)
-    summary = evaluate(args.model, requests, settings, output, limit=args.limit, dtype=args.dtype)
+    load = load_checkpoint_as_model if is_checkpoint(args.model) else load_model
+    summary = evaluate(
+        args.model, requests, settings, output, limit=args.limit, dtype=args.dtype, load=load
+    )
     print(markdown_summary(summary), end="")
     print(f"results: {output}")
+    return 0
+
+
+def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a checkpoint as a Hugging Face model folder",
+        description=(
+            "Write the model of a checkpoint of apo train (RUN/checkpoints/step-N) as a folder "
+            "that from_pretrained loads: weights, config, tokenizer and processor files. LoRA "
+            "adapters are merged into the weights unless --no-merge. OUTPUT must be new or empty."
+        ),
+    )
+    parser.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a checkpoint folder (RUN/checkpoints/step-N)"
+    )
+    parser.add_argument("output", metavar="OUTPUT", help="the model folder to write (new or empty)")
+    parser.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="keep LoRA as a peft adapter (its adapter_config.json names the base model)",
+    )
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from apo.export import export_checkpoint
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    output = export_checkpoint(args.checkpoint, args.output, merge_lora=not args.no_merge)
+    print(f"exported model: {output}")
     return 0
 
 
@@ -467,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare_parser(subparsers)
     _add_plot_parser(subparsers)
     _add_eval_parser(subparsers)
+    _add_export_parser(subparsers)
     return parser
 
 

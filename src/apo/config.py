@@ -8,7 +8,10 @@ the key and the allowed values.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +22,13 @@ from apo.algorithms import AlgorithmConfig
 from apo.algorithms.advantages import GROUP_RELATIVE
 from apo.data import DataConfig
 from apo.evaluation.training import EvalConfig
-from apo.models import LoraConfig, ModelConfig
+from apo.models import TINY_MODEL_NAME, LoraConfig, ModelConfig
 from apo.nested import merge
 from apo.rewards import RewardConfig
 from apo.rollout import RolloutConfig
 from apo.section import Section
+
+logger = logging.getLogger(__name__)
 
 
 class ReferenceConfig(Section):
@@ -113,7 +118,13 @@ class TrainingConfig(Section):
 class LoggingConfig(Section):
     """Where metrics go."""
 
-    output_dir: str = Field("runs/apo", description="Run folder: metrics, samples, checkpoints.")
+    output_dir: str = Field(
+        "runs/apo",
+        description=(
+            "Run folder: metrics, samples, checkpoints; relative to the current folder, not to "
+            "the config file."
+        ),
+    )
     log_every: int = Field(1, ge=1, description="Console summary every N steps.")
     samples_per_step: int = Field(
         4, ge=0, description="Completions written to samples.jsonl per step."
@@ -250,8 +261,76 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return tree
 
 
+def _config_relative(
+    value: str, folder: Path, key: str, found: Callable[[Path], bool] = Path.exists
+) -> str | None:
+    """``value`` as an absolute path when ``found`` in the config's ``folder``; unchanged,
+    with a warning, when found only relative to the current folder; None when in neither."""
+    path = Path(value)
+    if path.expanduser().is_absolute():
+        return value
+    if found(folder / path):
+        return os.path.abspath(folder / path)
+    if found(path):  # a config written when paths were relative to the current folder
+        logger.warning(
+            "%s: %s is not in the config's folder %s but in the current folder: using that "
+            "one. Paths in a config file are relative to the file: write %s",
+            key,
+            value,
+            folder,
+            os.path.relpath(path.absolute(), folder.absolute()),
+        )
+        return value
+    return None
+
+
+def resolve_input_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make the input paths of a config file's mapping relative to its ``folder``, in place.
+
+    data.path, every eval set's data.path, reward components ``file.py:function``, and
+    model.name_or_path when it names a folder there (else it is a hub id). Output
+    folders (logging.output_dir) stay relative to the current folder. Values of the
+    wrong type are left for validation to report.
+    """
+
+    def mapping(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def input_file(value: Any, key: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        # Missing everywhere: the error will name the config-relative path.
+        return _config_relative(value, folder, key) or os.path.abspath(folder / value)
+
+    data_sections = {"data.path": mapping(raw.get("data"))}
+    for name, entry in mapping(mapping(raw.get("eval")).get("datasets")).items():
+        data_sections[f"eval.datasets.{name}.data.path"] = mapping(mapping(entry).get("data"))
+    for key, data in data_sections.items():
+        if isinstance(data.get("path"), list):
+            data["path"] = [input_file(path, key) for path in data["path"]]
+        elif "path" in data:
+            data["path"] = input_file(data["path"], key)
+
+    components = mapping(raw.get("rewards")).get("components")
+    for index, component in enumerate(components if isinstance(components, list) else []):
+        file, _, function = str(mapping(component).get("name", "")).rpartition(":")
+        if file.endswith(".py"):  # not a built-in name or a module:function
+            file = input_file(file, f"rewards.components[{index}].name")
+            component["name"] = f"{file}:{function}"
+
+    model = mapping(raw.get("model"))
+    name = model.get("name_or_path")
+    if isinstance(name, str) and name != TINY_MODEL_NAME:
+        found = _config_relative(name, folder, "model.name_or_path", Path.is_dir)
+        model["name_or_path"] = found or name  # not a folder: a hub id
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config, apply dotted overrides, validate. ConfigError says what is wrong."""
+    """Read a YAML config, apply dotted overrides, validate. ConfigError says what is wrong.
+
+    Input paths in the file are relative to the file (:func:`resolve_input_paths`); in
+    overrides, to the current folder, as anything typed on a command line.
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -263,6 +342,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
+        resolve_input_paths(raw, path.parent)
     raw = merge(raw, parse_overrides(overrides or []))
     try:
         return TrainConfig.model_validate(raw)
@@ -279,7 +359,12 @@ def config_to_yaml(config: TrainConfig) -> str:
 
 def reference_yaml() -> str:
     """Every option with its default and help text, as commented YAML."""
-    lines = ["# apo train: every option, its default and what it does.", ""]
+    lines = [
+        "# apo train: every option, its default and what it does. Input paths (data, reward",
+        "# files, a local model folder) are relative to the config file; output_dir to the",
+        "# current folder.",
+        "",
+    ]
 
     def emit(model: BaseModel, indent: int) -> None:
         pad = "  " * indent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,11 @@ def check_trackers(config: TrainConfig) -> None:
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn: bool) -> None:
     """Refuse a checkpoint of another model or adapter; name every other setting
     that changed since it was saved (changing some, like the learning rate, is fine)."""
-    changes = config_changes(saved, config.model_dump(mode="json"))
+    changes = [
+        (key, old, new)
+        for key, old, new in config_changes(saved, config.model_dump(mode="json"))
+        if not _same_file(old, new)
+    ]
     described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
     fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
     if fatal:
@@ -124,3 +129,12 @@ def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn
     changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
     if changed and warn:
         logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
+
+
+def _same_file(old: Any, new: Any) -> bool:
+    """Two spellings of one existing file or folder: a path saved relative to the current
+    folder by an older version, now resolved relative to the config file."""
+    try:
+        return isinstance(old, str) and isinstance(new, str) and os.path.samefile(old, new)
+    except OSError:  # either is missing
+        return False

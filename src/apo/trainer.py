@@ -46,6 +46,7 @@ from apo.checkpoint import (
 from apo.config import TrainConfig, config_to_yaml
 from apo.data import PromptDataset, ResumableSampler
 from apo.evaluation.training import PeriodicEvaluation
+from apo.export import save_model_folder
 from apo.memory import OutOfMemory, retry_halving
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.models import (
@@ -53,6 +54,7 @@ from apo.models import (
     apply_lora,
     build_reference,
     load_model,
+    resolve_dtype,
     sequence_log_probs,
 )
 from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder, resume_point
@@ -716,6 +718,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
+        # The dtype model.dtype resolved to on this device: apo export loads the same.
+        dtype = resolve_dtype(self.config.model.dtype, self.accelerator.device)
         state = {
             "step": self.step_index,
             "total_steps": self.total_steps,
@@ -723,6 +727,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "config": self.config.model_dump(mode="json"),
             "model": self.config.model.name_or_path,
+            "dtype": str(dtype).removeprefix("torch."),
         }
         return save_checkpoint(
             self.accelerator,
@@ -758,11 +763,13 @@ class Trainer:
         model = self.accelerator.unwrap_model(self.policy)
         state_dict = self.accelerator.get_state_dict(self.policy)
         if self.is_main:
-            if self.config.lora.enabled and self.config.checkpoint.merge_lora:
-                model = model.merge_and_unload()
-                state_dict = None
-            model.save_pretrained(target, state_dict=state_dict, safe_serialization=True)
-            self.processor.save_pretrained(target)
+            save_model_folder(
+                model,
+                self.processor,
+                target,
+                merge_lora=self.config.checkpoint.merge_lora,
+                state_dict=state_dict,
+            )
         self.accelerator.wait_for_everyone()
         return target
 

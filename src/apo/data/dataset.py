@@ -21,7 +21,11 @@ class DataConfig(Section):
     """Where the prompts come from and how they are checked."""
 
     path: str | list[str] | None = Field(
-        None, description="Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s)."
+        None,
+        description=(
+            "Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s); relative to the "
+            "config file."
+        ),
     )
     split: str = Field("train", description="Split to read from a datasets folder with several.")
     on_error: Literal["raise", "skip"] = Field(

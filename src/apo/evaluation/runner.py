@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,10 +197,12 @@ def evaluate(
     limit: int | None = None,
     dtype: str = "auto",
     progress: bool = True,
+    load: Callable[..., LoadedModel] = load_model,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every requested benchmark; returns the summary.
 
-    Every benchmark's files are read and checked before the model is loaded.
+    Every benchmark's files are read and checked before the model is loaded, by
+    ``load(ModelConfig, device=...)``: ``load_model``, or a loader of checkpoints.
     """
     output = Path(output)
     keys = [r.key for r in requests]
@@ -214,7 +216,7 @@ def evaluate(
         )
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = load_model(ModelConfig(name_or_path=model, dtype=dtype), device=device)
+        loaded = load(ModelConfig(name_or_path=model, dtype=dtype), device=device)
         engine = build_engine(
             "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
         )

@@ -32,7 +32,8 @@ class ModelConfig(Section):
     name_or_path: str = Field(
         TINY_MODEL_NAME,
         description=(
-            "Local folder or hub id of a Hugging Face VLM or causal LM; "
+            "Local folder (relative to the config file) or hub id of a Hugging Face VLM or "
+            "causal LM; "
             f"'{TINY_MODEL_NAME}' is the built-in tiny Qwen2.5-VL model."
         ),
     )

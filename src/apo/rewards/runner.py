@@ -47,7 +47,8 @@ class RewardComponentConfig(Section):
     name: RewardReference = Field(
         description=(
             "A built-in reward ('accuracy', 'format'), 'path/file.py:function' or "
-            "'package.module:function'; from Python, also the function itself."
+            "'package.module:function' (a file is relative to the config file); from Python, "
+            "also the function itself."
         )
     )
     weight: float = Field(1.0, description="Multiplies this component in the total reward.")
