@@ -142,3 +142,30 @@ class StepBatcher:
                 )
             )
         return parts
+
+
+def prompt_seed(seed: int, step: int, position: int) -> int:
+    """A seed for one prompt of one step, the same on any number of processes."""
+    return (seed * 1_000_003 + step * 10_007 + position) % (2**63 - 1)
+
+
+def rank_positions(
+    prompts_per_step: int, prompts_per_update: int, rank: int, world: int
+) -> list[int]:
+    """Positions in the step's prompt list that process ``rank`` handles.
+
+    Each update's block of ``prompts_per_update`` prompts is cut into ``world``
+    contiguous slices, so every update spans all processes and a process's k-th
+    local update is its slice of the global k-th update.
+    """
+    if prompts_per_update % world:
+        raise ValueError(
+            f"batch.prompts_per_update={prompts_per_update} must be a multiple of the "
+            f"number of processes ({world})"
+        )
+    share = prompts_per_update // world
+    return [
+        start + rank * share + offset
+        for start in range(0, prompts_per_step, prompts_per_update)
+        for offset in range(share)
+    ]

@@ -34,7 +34,7 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from torch import Tensor
 
 from apo.algorithms import apo_objective, shape_advantages, varied_groups
-from apo.batching import MicroBatch, StepBatcher
+from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions
 from apo.checkpoint import (
     check_free_space,
     clean_staging,
@@ -57,6 +57,7 @@ from apo.models import (
     resolve_dtype,
     sequence_log_probs,
 )
+from apo.optim import build_optimizer
 from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder, resume_point
 from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
@@ -88,53 +89,6 @@ class NonFiniteTraining(TrainingFailure):
 
 class RewardFailure(TrainingFailure):
     """A reward component failed on every response for too many steps in a row."""
-
-
-def lr_multiplier(update: int, total: int, warmup: int, kind: str, min_ratio: float) -> float:
-    """Learning-rate factor of optimizer update ``update`` (0-based).
-
-    Linear warmup reaching 1 at update ``warmup - 1``, then ``constant``,
-    ``linear`` or ``cosine`` decay to ``min_ratio`` at the last update.
-    """
-    if update < warmup:
-        return (update + 1) / warmup
-    if kind == "constant":
-        return 1.0
-    progress = min(1.0, (update - warmup) / max(1, total - warmup - 1))
-    if kind == "linear":
-        decay = 1.0 - progress
-    elif kind == "cosine":
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-    else:
-        raise ValueError(f"unknown scheduler {kind!r}")
-    return min_ratio + (1.0 - min_ratio) * decay
-
-
-def prompt_seed(seed: int, step: int, position: int) -> int:
-    """A seed for one prompt of one step, the same on any number of processes."""
-    return (seed * 1_000_003 + step * 10_007 + position) % (2**63 - 1)
-
-
-def rank_positions(
-    prompts_per_step: int, prompts_per_update: int, rank: int, world: int
-) -> list[int]:
-    """Positions in the step's prompt list that process ``rank`` handles.
-
-    Each update's block of ``prompts_per_update`` prompts is cut into ``world``
-    contiguous slices, so every update spans all processes and a process's k-th
-    local update is its slice of the global k-th update.
-    """
-    if prompts_per_update % world:
-        raise ValueError(
-            f"batch.prompts_per_update={prompts_per_update} must be a multiple of the "
-            f"number of processes ({world})"
-        )
-    share = prompts_per_update // world
-    return [
-        start + rank * share + offset
-        for start in range(0, prompts_per_step, prompts_per_update)
-        for offset in range(share)
-    ]
 
 
 class Trainer:
@@ -215,21 +169,8 @@ class Trainer:
         self.micro_batch_size = config.batch.micro_batch_size
         self.logprob_batch_size = config.batch.logprob_batch_size or config.batch.micro_batch_size
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
-        warmup = int(config.optim.warmup_ratio * total_updates)
-        parameters = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            parameters,
-            lr=config.optim.lr,
-            betas=config.optim.betas,
-            eps=config.optim.eps,
-            weight_decay=config.optim.weight_decay,
-            fused=self.accelerator.device.type == "cuda",
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda update: lr_multiplier(
-                update, total_updates, warmup, config.optim.scheduler, config.optim.min_lr_ratio
-            ),
+        optimizer, scheduler = build_optimizer(
+            policy, config.optim, total_updates, self.accelerator.device.type
         )
         self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
         # Not prepared: accelerate would step it once per process. Its state goes in

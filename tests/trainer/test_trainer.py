@@ -14,7 +14,7 @@ from apo.checkpoint import list_checkpoints, read_trainer_state
 from apo.evaluation.judge import Judge
 from apo.models import unwrap_model
 from apo.tracking import read_metrics
-from apo.trainer import StopTraining, Trainer, lr_multiplier, rank_positions
+from apo.trainer import StopTraining, Trainer
 from tests.trainer.conftest import VARIED, favour_end_token
 
 SHORT_IS_RIGHT = {
@@ -283,38 +283,6 @@ def test_periodic_evaluation_on_a_benchmark(make_config, tmp_path, monkeypatch):
 def test_an_unknown_benchmark_is_a_config_error(make_config):
     with pytest.raises(ValueError, match="unknown benchmark 'mmbench'"):
         make_config(eval={"datasets": {"x": {"benchmark": "mmbench", "data": {"path": "."}}}})
-
-
-@pytest.mark.parametrize(
-    ("update", "kind", "expected"),
-    [
-        (0, "constant", 0.5),  # warmup over 2 updates: 1/2, then 1
-        (1, "constant", 1.0),
-        (5, "constant", 1.0),
-        (2, "linear", 1.0),  # decay starts after warmup ...
-        (11, "linear", 0.1),  # ... and ends at min_ratio on the last update
-        (2, "cosine", 1.0),
-        (11, "cosine", 0.1),
-    ],
-)
-def test_learning_rate_schedule(update, kind, expected):
-    assert lr_multiplier(update, total=12, warmup=2, kind=kind, min_ratio=0.1) == pytest.approx(
-        expected
-    )
-
-
-def test_cosine_midpoint():
-    # halfway through the decay: 0.1 + 0.9 * (1 + cos(pi/2)) / 2 = 0.55
-    assert lr_multiplier(5, total=11, warmup=0, kind="cosine", min_ratio=0.1) == pytest.approx(0.55)
-
-
-def test_prompts_are_split_so_every_update_spans_every_process():
-    # 8 prompts, updates of 4, 2 processes: update 0 = [0..3] -> rank 0 gets 0,1 and rank 1 gets 2,3
-    assert rank_positions(8, 4, rank=0, world=2) == [0, 1, 4, 5]
-    assert rank_positions(8, 4, rank=1, world=2) == [2, 3, 6, 7]
-    assert rank_positions(8, 4, rank=0, world=1) == list(range(8))
-    with pytest.raises(ValueError, match="multiple of the number of processes"):
-        rank_positions(8, 3, rank=0, world=2)
 
 
 def _poison_gradients(trainer):
