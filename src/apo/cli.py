@@ -184,8 +184,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apo").setLevel(logging.INFO)
+    logging.getLogger("apo").setLevel(logging.INFO)  # "resumed from ...", removed leftovers
+    _quiet_model_loading()
     from apo.checkpoint import CheckpointError, latest_checkpoint
     from apo.memory import OutOfMemory
     from apo.trainer import StopTraining, Trainer, TrainingFailure
@@ -264,7 +264,7 @@ def _flag(value: str | None) -> bool | None:
 def _run_demo(args: argparse.Namespace) -> int:
     from apo.demo.run import DemoSettings, run_demo, table_rows
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_model_loading()
     settings = DemoSettings(
         output_dir=args.output,
         algorithm=args.algorithm,
@@ -442,7 +442,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from apo.export import is_checkpoint, load_checkpoint_as_model
     from apo.models import load_model
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_model_loading()
     requests = [BenchmarkRequest.parse(spec) for spec in args.benchmark]
     settings = EvalRunConfig(
         samples_per_question=args.samples_per_question,
@@ -488,10 +488,39 @@ def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from apo.export import export_checkpoint
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_model_loading()
     output = export_checkpoint(args.checkpoint, args.output, merge_lora=not args.no_merge)
     print(f"exported model: {output}")
     return 0
+
+
+class _LibraryNoise(logging.Filter):
+    """Drops library messages that tell an apo user nothing."""
+
+    # accelerate warns at every save of a model with tied embeddings (lm_head shares
+    # embed_tokens' weight) that it removed the shared tensor: expected, the tie is
+    # restored when the model loads.
+    NOISE = ("Removed shared tensor",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(noise in record.getMessage() for noise in self.NOISE)
+
+
+def _console_logging() -> None:
+    """One line per warning (level, logger, message), set up once for every command."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_LibraryNoise())
+
+
+def _quiet_model_loading() -> None:
+    """No progress bar per weight load and save (instant on small models); downloads
+    from a hub keep theirs."""
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # also turns off the hub's bars ...
+    enable_progress_bars()  # ... which a long download needs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _console_logging()
     try:
         return args.handler(args) or 0
     except ValidationError as error:  # a command-line value a settings model refused

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Metrics = dict[str, float]
@@ -35,7 +36,8 @@ def training_progress(
         TimeRemainingColumn(),
         TextColumn("{task.fields[summary]}"),
     )
-    with Progress(*columns, transient=False) as progress:
+    # log_path=False: no source-file suffix on every logged line
+    with Progress(*columns, transient=False, console=Console(log_path=False)) as progress:
         task = progress.add_task("train", total=total, completed=completed, summary="")
         step = completed
 
