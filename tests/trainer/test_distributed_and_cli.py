@@ -185,6 +185,7 @@ def test_tiny_config_trains_from_the_command_line(tmp_path):
         "train",
         "configs/tiny.yaml",
         "training.max_steps=2",
+        "checkpoint.every=1",
         "--output",
         str(tmp_path / "run"),
         env={**os.environ, "COLUMNS": "120"},
@@ -192,6 +193,10 @@ def test_tiny_config_trains_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained model:" in result.stdout
     assert len(read_metrics(tmp_path / "run")) == 2
+    # quiet: no library noise at each save, no bar per weight load, no source-file suffix
+    output = result.stdout + result.stderr
+    assert "Removed shared tensor" not in output and "Loading weights" not in output
+    assert "Writing model shards" not in output and "progress.py:" not in output
 
 
 def test_an_unwritable_run_folder_fails_before_loading(tmp_path):
