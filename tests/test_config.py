@@ -2,9 +2,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from apo.algorithms import apo_objective, shape_advantages
-from apo.config import AlgorithmConfig, ConfigError, load_config, merge, parse_overrides
+from apo.config import (
+    AlgorithmConfig,
+    ConfigError,
+    config_to_yaml,
+    load_config,
+    merge,
+    parse_overrides,
+)
 
 
 def test_overrides_become_a_nested_mapping_of_yaml_values():
@@ -171,3 +179,20 @@ def test_a_missing_input_is_looked_for_beside_the_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "elsewhere")
     config = load_config("../run.yaml")
     assert config.data.path == str(tmp_path.resolve() / "missing.jsonl")
+
+
+def test_eval_sets_use_the_training_prompt_unless_they_give_their_own(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model: {name_or_path: tiny}\n"
+        "data: {path: train.jsonl, prompt: {system_prompt: null}}\n"
+        "eval:\n"
+        "  datasets:\n"
+        "    same: {data: {path: held.jsonl}}\n"
+        "    own: {data: {path: held.jsonl, prompt: {system_prompt: Be brief.}}}\n"
+    )
+    loaded = load_config(config)
+    assert loaded.eval.datasets["same"].data.prompt == loaded.data.prompt
+    assert loaded.eval.datasets["own"].data.prompt.system_prompt == "Be brief."
+    saved = yaml.safe_load(config_to_yaml(loaded))
+    assert saved["eval"]["datasets"]["same"]["data"]["prompt"]["system_prompt"] is None

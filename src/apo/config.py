@@ -197,6 +197,10 @@ class TrainConfig(Section):
             raise ValueError("reference.kind='none' needs algorithm.beta = 0 (no KL term)")
         if self.reference.kind == "adapter_disabled" and not self.lora.enabled:
             raise ValueError("reference.kind='adapter_disabled' needs lora.enabled = true")
+        for eval_set in self.eval.datasets.values():
+            if "prompt" not in eval_set.data.model_fields_set:
+                # Evaluated the way it is trained, unless the set says otherwise.
+                eval_set.data.prompt = self.data.prompt.model_copy()
         if (self.eval.every > 0 or self.eval.at_start) and not self.eval.datasets:
             raise ValueError("eval.every > 0 or eval.at_start needs eval.datasets")
         return self
