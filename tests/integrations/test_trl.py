@@ -205,6 +205,45 @@ def test_with_dads_and_stcr_the_trainer_uses_apo_algorithms(tmp_path, model_path
     assert logged and logged[0]["apo/dads/shaped_frac"] > 0
 
 
+@pytest.fixture(scope="module")
+def text_model_path(tiny_path, tmp_path_factory):
+    """A text-only Qwen2 on the tiny tokenizer, stopping at many tokens."""
+    from transformers import AutoTokenizer
+
+    from tests.helpers import tiny_text_model
+
+    path = tmp_path_factory.mktemp("text") / "model"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    model = tiny_text_model(tokenizer)
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *range(60, 160)]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_a_text_only_model_trains_with_the_same_shaping(tmp_path, text_model_path):
+    from transformers import AutoTokenizer
+
+    args = APOConfig(**settings(tmp_path, max_steps=1), correctness_reward="lucky", stcr_base=1.2)
+    prompts = [[{"role": "user", "content": f"Count to {k}."}] for k in range(4)]
+    trainer = APOTrainer(
+        model=text_model_path,
+        reward_funcs=[lucky, short],
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+        processing_class=AutoTokenizer.from_pretrained(text_model_path, padding_side="left"),
+    )
+    trainer.train()
+    shaping = trainer.last_shaping
+    expected = shape_advantages(
+        shaping["rewards"], shaping["correct"], shaping["lengths"], GROUP, args.algorithm_config()
+    )
+    torch.testing.assert_close(shaping["advantages"], expected.advantages)
+    torch.testing.assert_close(shaping["kl_weights"], expected.kl_weights)
+    assert bool((expected.kl_weights < 1).any())
+
+
 def test_a_wrong_correctness_reward_fails_before_training(tmp_path, model_path):
     args = APOConfig(**settings(tmp_path), correctness_reward="accuracy")
     with pytest.raises(ValueError, match=r"correctness_reward='accuracy'.*\['lucky', 'short'\]"):
