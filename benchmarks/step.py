@@ -4,6 +4,7 @@
     python benchmarks/step.py --natural-lengths         # responses end at the end token
     python benchmarks/step.py --model PATH --prompts 16 --group 8 --max-new-tokens 512 \\
         --image-size 448 --micro-batch 16               # the GPU setting (docs/PERFORMANCE.md)
+    python benchmarks/step.py --frameworks apo trl apo-trl   # + APO inside TRL (APOTrainer)
 
 Both frameworks get the same model, the same prompts and images (the synthetic
 counting task), group size G, max new tokens, one optimizer update per rollout
@@ -15,7 +16,11 @@ other; the first ``--warmup`` steps are not timed.
 
 Printed per framework: seconds per step, generated tokens per second, training
 tokens (prompt + response) per second, peak memory (GPU allocator peak, or the
-process's peak resident memory on CPU), and apo / TRL ratios.
+process's peak resident memory on CPU), and each framework / TRL ratio.
+
+``apo-trl`` is apo's ``APOTrainer`` (apo.integrations.trl) on exactly the trl
+run's TRL settings with DADS and STCR on, so apo-trl / trl is the cost of APO
+inside TRL; it also prints the time of APO's shaping per step.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ["apo", "trl", "apo-trl"]
 
 
 def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
@@ -102,7 +108,8 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ TRL
 
 
-def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
+def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
+    """TRL's GRPOTrainer, or with ``apo`` apo's APOTrainer on the same TRL settings."""
     import torch
     from datasets import Dataset
     from PIL import Image
@@ -158,7 +165,30 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     generation_kwargs = (
         {} if spec["natural_lengths"] else {"min_new_tokens": spec["max_new_tokens"]}
     )
-    args = GRPOConfig(
+    config_class, trainer_class, apo_settings = GRPOConfig, GRPOTrainer, {}
+    if apo:
+        import apo.integrations.trl as apo_trl
+
+        config_class, trainer_class = apo_trl.APOConfig, apo_trl.APOTrainer
+        # APO on, every TRL setting as in the GRPOTrainer run (TRL's defaults, not
+        # APOConfig's official ones), so the difference is APO's work alone.
+        apo_settings = {
+            "correctness_reward": "accuracy",
+            "loss_type": GRPOConfig.loss_type,
+            "use_bias_correction_kl": GRPOConfig.use_bias_correction_kl,
+        }
+        shaping_seconds: list[float] = []
+        shape = apo_trl.shape_advantages
+
+        def timed_shape(*args, **kwargs):
+            start = time.perf_counter()
+            result = shape(*args, **kwargs)
+            shaping_seconds.append(time.perf_counter() - start)
+            return result
+
+        apo_trl.shape_advantages = timed_shape
+    args = config_class(
+        **apo_settings,
         output_dir=spec["output"],
         per_device_train_batch_size=spec["micro_batch"],
         gradient_accumulation_steps=responses // spec["micro_batch"],
@@ -203,7 +233,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "attn_implementation": "sdpa",
     }
     args.model_init_kwargs = model_kwargs
-    trainer = GRPOTrainer(
+    trainer = trainer_class(
         model=model,
         reward_funcs=[accuracy, formatted],
         args=args,
@@ -218,18 +248,21 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         if "completions/mean_length" in e
     ]
     warm = spec["warmup"]
-    return {
+    result = {
         "step_seconds": timer.seconds[warm:],
         "generated_tokens": [length * responses for length in lengths[warm:]],
         "gpu_peak_mib": max(timer.peaks[warm:], default=0.0),
     }
+    if apo:  # one shaping per step here (one rollout per optimizer step)
+        result["phases"] = {"apo_shaping": statistics.fmean(shaping_seconds[warm:])}
+    return result
 
 
 # ------------------------------------------------------------------ the comparison
 
 
 def child(framework: str, spec: dict[str, Any]) -> dict[str, Any]:
-    result = (run_apo if framework == "apo" else run_trl)(spec)
+    result = run_apo(spec) if framework == "apo" else run_trl(spec, apo=framework == "apo-trl")
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -274,12 +307,12 @@ def table(figures: dict[str, dict[str, float]]) -> str:
         ("peak memory (MiB)", "peak_memory_mib", "{:.0f}"),
     ]
     names = list(figures)
-    header = "| | " + " | ".join(names) + (" | apo / trl |" if len(names) == 2 else " |")
-    lines = [header, "|" + "---|" * (len(names) + 1 + (len(names) == 2))]
+    ratios = [n for n in names if n != "trl"] if "trl" in names else []
+    header = "| | " + " | ".join(names + [f"{n} / trl" for n in ratios]) + " |"
+    lines = [header, "|" + "---|" * (len(names) + len(ratios) + 1)]
     for label, key, fmt in rows:
         cells = [fmt.format(figures[n][key]) for n in names]
-        if len(names) == 2:
-            cells.append(f"{figures['apo'][key] / figures['trl'][key]:.2f}")
+        cells += [f"{figures[n][key] / figures['trl'][key]:.2f}" for n in ratios]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -301,9 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--natural-lengths", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--frameworks", nargs="+", default=["apo", "trl"], choices=["apo", "trl"])
+    parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        default=["apo", "trl"],
+        choices=FRAMEWORKS,
+        help="apo-trl: apo's APOTrainer (APO inside TRL), on the trl run's settings",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
-    parser.add_argument("--child", choices=["apo", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -356,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     if "apo" in figures:
         phases = figures["apo"]["phases"]
         print("apo per phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
+    if "apo-trl" in figures:
+        shaping = figures["apo-trl"]["phases"]["apo_shaping"]
+        share = shaping / figures["apo-trl"]["seconds_per_step"]
+        print(f"apo-trl: APO shaping {shaping * 1e3:.2f} ms per step ({share:.2%} of a step)")
     if args.json:
         args.json.write_text(json.dumps({"settings": spec, "figures": figures}, indent=2) + "\n")
     return 0

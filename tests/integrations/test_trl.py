@@ -327,3 +327,20 @@ def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "apo/dads/shaped_frac" in result.stdout
+
+
+def test_the_step_benchmark_runs_apo_inside_trl(tmp_path):
+    out = tmp_path / "step.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--prompts", "2", "--group", "2",
+         "--max-new-tokens", "4", "--micro-batch", "2", "--steps", "1", "--warmup", "0",
+         "--frameworks", "trl", "apo-trl", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "apo-trl / trl" in result.stdout and "APO shaping" in result.stdout
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["apo-trl"]["phases"]["apo_shaping"] > 0
