@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -344,3 +345,52 @@ def test_the_step_benchmark_runs_apo_inside_trl(tmp_path):
     assert "apo-trl / trl" in result.stdout and "APO shaping" in result.stdout
     figures = json.loads(out.read_text())["figures"]
     assert figures["apo-trl"]["phases"]["apo_shaping"] > 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_compute_what_one_process_computes(tmp_path, text_model_path):
+    """gloo on CPU, same global batch (deterministic completions): same shaping and gradients."""
+    script = str(ROOT / "tests" / "integrations" / "trl_processes.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "TRL_EXPERIMENTAL_SILENCE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    commands = {
+        1: [sys.executable, script],
+        2: [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            script,
+        ],
+    }
+    results = {}
+    for processes, command in commands.items():
+        out = tmp_path / f"{processes}.pt"
+        run = subprocess.run(
+            [*command, text_model_path, str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            env=env,
+        )
+        assert run.returncode == 0, f"{processes} process(es):\n{run.stderr[-3000:]}"
+        results[processes] = torch.load(out)
+    one, two = results[1], results[2]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert len(one["shaping"]) == 8 and one["shaping"] == two["shaping"]
+    shaped = [v for v in one["shaping"].values()]
+    assert any(v["kl_weights"] < 1 for v in shaped)  # DADS acted
+    assert one["gradients"].keys() == two["gradients"].keys()
+    for name, gradient in one["gradients"].items():
+        torch.testing.assert_close(two["gradients"][name], gradient, rtol=1e-4, atol=1e-6)
