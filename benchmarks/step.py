@@ -20,7 +20,8 @@ process's peak resident memory on CPU), and each framework / TRL ratio.
 
 ``apo-trl`` is apo's ``APOTrainer`` (apo.integrations.trl) on exactly the trl
 run's TRL settings with DADS and STCR on, so apo-trl / trl is the cost of APO
-inside TRL; it also prints the time of APO's shaping per step.
+inside TRL; it also prints APO's own time per step, measured directly: the time
+of APOTrainer's overridden methods minus that of the GRPOTrainer methods they wrap.
 """
 
 from __future__ import annotations
@@ -177,16 +178,28 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
             "loss_type": GRPOConfig.loss_type,
             "use_bias_correction_kl": GRPOConfig.use_bias_correction_kl,
         }
-        shaping_seconds: list[float] = []
-        shape = apo_trl.shape_advantages
+        # APO's own time: each overridden method's time minus that of the GRPOTrainer
+        # method it wraps (shaping, gathers, metrics, the DADS-weighted KL).
+        apo_seconds = [0.0]
 
-        def timed_shape(*args, **kwargs):
-            start = time.perf_counter()
-            result = shape(*args, **kwargs)
-            shaping_seconds.append(time.perf_counter() - start)
-            return result
+        def timed(method, sign):
+            def run(self, *args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return method(self, *args, **kwargs)
+                finally:
+                    apo_seconds[0] += sign * (time.perf_counter() - start)
 
-        apo_trl.shape_advantages = timed_shape
+            return run
+
+        for name in (
+            "_generate_and_score_completions",
+            "_generate",
+            "_calculate_rewards",
+            "_compute_loss",
+        ):
+            setattr(GRPOTrainer, name, timed(getattr(GRPOTrainer, name), -1))
+            setattr(trainer_class, name, timed(trainer_class.__dict__[name], +1))
     args = config_class(
         **apo_settings,
         output_dir=spec["output"],
@@ -253,8 +266,8 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
         "generated_tokens": [length * responses for length in lengths[warm:]],
         "gpu_peak_mib": max(timer.peaks[warm:], default=0.0),
     }
-    if apo:  # one shaping per step here (one rollout per optimizer step)
-        result["phases"] = {"apo_shaping": statistics.fmean(shaping_seconds[warm:])}
+    if apo:  # mean over all steps, the untimed ones included
+        result["phases"] = {"apo_overhead": apo_seconds[0] / len(timer.seconds)}
     return result
 
 
@@ -396,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         phases = figures["apo"]["phases"]
         print("apo per phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
     if "apo-trl" in figures:
-        shaping = figures["apo-trl"]["phases"]["apo_shaping"]
-        share = shaping / figures["apo-trl"]["seconds_per_step"]
-        print(f"apo-trl: APO shaping {shaping * 1e3:.2f} ms per step ({share:.2%} of a step)")
+        overhead = figures["apo-trl"]["phases"]["apo_overhead"]
+        share = overhead / figures["apo-trl"]["seconds_per_step"]
+        print(f"apo-trl: APO's own time {overhead * 1e3:.2f} ms per step ({share:.2%} of a step)")
     if args.json:
         args.json.write_text(json.dumps({"settings": spec, "figures": figures}, indent=2) + "\n")
     return 0
