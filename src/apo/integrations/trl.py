@@ -269,7 +269,8 @@ class APOTrainer(GRPOTrainer):
             correct = rewards_per_func[:, self._correct_index] == 1
         lengths = self.accelerator.gather(local_lengths)
         shaped = shape_advantages(rewards, correct, lengths, group_size, self._apo)
-        # A completion no reward function scored carries no signal (as in TRL).
+        # A completion no reward function scored carries no signal, as in TRL; unlike
+        # TRL, its reward counts as 0 in its group's mean and std.
         unscorable = torch.isnan(rewards_per_func).all(dim=1)
         advantages = shaped.advantages.masked_fill(unscorable, 0.0)
 
