@@ -125,6 +125,7 @@ def build_config(args: argparse.Namespace) -> APOConfig:
             "gradient_checkpointing": True,
             "use_vllm": True,
             "vllm_mode": args.vllm_mode,
+            "vllm_max_model_length": 9216 + 4096,  # the paper's longest prompt + new tokens
             "save_steps": 100,
         }
     )
