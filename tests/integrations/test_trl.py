@@ -317,6 +317,18 @@ def test_trl_still_has_the_override_points():
     assert "rewards_per_func = gather(rewards_per_func)" in rewards
 
 
+def test_a_trl_whose_loss_no_longer_takes_beta_times_the_kl_stops_training(monkeypatch, tmp_path):
+    """If GRPOTrainer's loss stops computing `self.beta * per_token_kl`, APOTrainer must not
+    silently train without DADS."""
+    trainer = APOTrainer.__new__(APOTrainer)  # only what _compute_loss reads
+    trainer.args = APOConfig(**settings(tmp_path), correctness_reward="lucky")
+    trainer.beta = 0.04
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", lambda self, model, inputs: torch.tensor(0.0))
+    with pytest.raises(RuntimeError, match=r"no longer computes `self.beta \* per_token_kl`"):
+        trainer._compute_loss(None, {"apo_kl_weights": torch.ones(2)})
+    assert trainer.beta == 0.04 and type(trainer.beta) is float
+
+
 def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "trl_apo.py"), "--tiny", "--max-steps", "1",
