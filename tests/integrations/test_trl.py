@@ -310,6 +310,7 @@ def test_trl_still_has_the_override_points():
     assert '"advantages": advantages,' in score
     generate = inspect.getsource(GRPOTrainer._generate)
     assert "return prompt_ids, completion_ids, tool_mask," in generate
+    assert "return self._compute_loss(model, inputs)" in inspect.getsource(GRPOTrainer.compute_loss)
     loss = inspect.getsource(GRPOTrainer._compute_loss)
     assert "self.beta * per_token_kl" in loss
     assert 'advantages = inputs["advantages"]' in loss
