@@ -11,7 +11,10 @@ The answer is taken from the response's ``<answer>`` block (see
 3. **numbers**: ``3.0`` = ``3``, ``1,000`` = ``1000``, ``12%`` = ``12``,
    ``45^\\circ`` = ``45°`` = ``45``, within a relative 1e-6;
 4. **math_verify** equivalence for everything else (fractions, LaTeX,
-   expressions, sets, intervals).
+   expressions, sets, intervals), for answers inside the bounds of
+   :mod:`apo.rewards.bounds`: one over them (``10^{10^{10}}``, forty nested
+   braces, an integral to work out) is judged by 2 and 3 only, so that no
+   answer makes sympy work for more than a fraction of a second.
 
 A ground truth that no method can read is a data problem, never a free point:
 :class:`GroundTruthError` is raised, which the reward runner scores 0 and counts.
@@ -26,6 +29,7 @@ import math
 import re
 
 from apo.rewards.answer import extract_answer
+from apo.rewards.bounds import expression_over_bounds, text_over_bounds
 
 
 class GroundTruthError(ValueError):
@@ -125,12 +129,15 @@ def _same_value(a: str, b: str) -> bool:
 _SENTENCE = re.compile(r"[A-Za-z]{3,}\s+[A-Za-z]{2,}")
 
 
-def _math_parse(text: str) -> list:
-    """math_verify's reading of a short answer; [] when it finds no mathematical object.
+def _math_parse(text: str) -> list | None:
+    """math_verify's reading of a short answer: [] when it finds no mathematical
+    object, None when the answer is over the bounds of :mod:`apo.rewards.bounds`.
 
     Math is parsed as LaTeX first: raw, "[1, 3)" would be read as 3 and "y=2x+1"
     as 2. A sentence ("There are 14 people.") is read raw, which finds its number.
     """
+    if text_over_bounds(text, sentence=True) is not None:
+        return None  # over the bounds however it is read
     from math_verify import parse  # loads sympy: in the workers, when an answer needs it
 
     if "$" in text:
@@ -140,10 +147,18 @@ def _math_parse(text: str) -> list:
     else:
         candidates = [f"${text}$", text]
     for candidate in candidates:
-        # Timeouts are enforced by the reward runner (it kills a stuck worker);
-        # math_verify's own rely on signals and fail outside a main thread.
+        # Raw text without "$", "\\" or "[" is read by regular expressions alone, and
+        # may be longer; anything else goes through math_verify's slower LaTeX parser.
+        by_regex = candidate == text and not any(c in text for c in "$\\[")
+        if not by_regex and text_over_bounds(text) is not None:
+            return None
+        # math_verify's own timeouts rely on signals and fail outside a main
+        # thread; the bounds keep every call short, and the reward runner still
+        # kills a worker that runs past rewards.timeout_seconds.
         parsed = parse(candidate, parsing_timeout=None)
         if parsed and not isinstance(parsed[0], str):  # a bare string is no parse
+            if any(expression_over_bounds(item) is not None for item in parsed):
+                return None
             return parsed
     return []
 
@@ -174,6 +189,8 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
     from math_verify import verify  # (see _math_parse)
 
     gold = _math_parse(ground_truth)
+    if gold is None:
+        return False  # over the bounds: judged by the text and number comparisons above
     if not gold:
         raise GroundTruthError(f"cannot parse the ground truth {ground_truth!r}")
     guess = _math_parse(prediction)
@@ -185,6 +202,12 @@ def accuracy_reward(
 ) -> float:
     """1.0 when the response's answer matches the ground truth ``answer``, else 0.0."""
     return 1.0 if answers_match(extract_answer(response), answer, choices) else 0.0
+
+
+def warm_up() -> None:
+    """Import math_verify and sympy and judge one answer with them, so that the
+    first real answer costs no more than the next (reward workers call this at start)."""
+    answers_match("\\frac{1}{2}", "0.5")
 
 
 # math_verify warns on every call that its own timeouts are off: we know, see above.
