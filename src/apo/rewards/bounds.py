@@ -56,11 +56,14 @@ MAX_NESTING = 4
 
 # The parser evaluates these as it reads them (binomials, Gamma, gcd and lcm,
 # matrix builders, a root index), so their arguments would be computed before
-# any check of the expression could run. Rare in final answers; read as text.
+# any check of the expression could run. Rare in final answers; read as text,
+# but for a small number or a letter: \binom{5}{2}, \sqrt[3]{x}, \sqrt[n]{x}.
+_SMALL = r"\s*(?:\d{1,3}|[A-Za-z])\s*"
 _EVALUATED_WHILE_PARSED = re.compile(
-    r"\\(?:[dt]?binom|choose|Gamma|gcd|lcm|det|operatorname)(?![A-Za-z])"
+    rf"\\[dt]?binom(?!\s*{{{_SMALL}}}\s*{{{_SMALL}}})"
+    r"|\\(?:choose|Gamma|gcd|lcm|det|operatorname)(?![A-Za-z])"
     r"|\\gamma\s*[({]"  # Gamma as a function; \gamma alone is a symbol
-    r"|\\sqrt\s*\[(?!\s*(?:\d{1,2}|[A-Za-z])\s*\])"  # \sqrt[3]{x} and \sqrt[n]{x} are fine
+    rf"|\\sqrt\s*\[(?!{_SMALL}\])"
 )
 
 # What nests, for MAX_NESTING: brackets; function names, which take an argument
