@@ -82,6 +82,31 @@ TABLE = [
     ("circle", "B", ["square", "circle", "star"], True),
     ("the circle", "B", ["square", "circle", "star"], False),
     ("E", "E", ["1", "2", "3", "4", "5"], True),
+    # --- option letters in any case, when the ground truth is surely an option
+    ("b", "B", MC, True),
+    ("(c)", "C", MC, True),
+    ("d.", "D", MC, True),
+    ("b", "C", MC, False),
+    ("(c)", "C", None, False),  # without choices, like "c": c and C may name different things
+    ("b", "B", None, False),
+    ("a", "a", None, True),  # a word or variable answer, not an option: compared as text
+    ("B", "12", None, False),  # a letter is no number
+    ("b", "12", None, False),
+    # --- ground truths stored as the letter followed by the option's text
+    ("A", "A. 12 apples", None, True),
+    ("a", "A. 12 apples", None, True),
+    ("12 apples", "A. 12 apples", None, True),
+    ("The answer is A.", "A. 12 apples", None, True),
+    ("B", "A. 12 apples", None, False),
+    ("13 apples", "A. 12 apples", None, False),
+    ("B. 12 apples", "A. 12 apples", None, False),  # the letter picked is B
+    ("12", "A) 12", None, True),
+    ("(A) 12", "A) 12", None, True),
+    ("45°", "(B) 45°", None, True),
+    ("60°", "(B) 45°", None, False),
+    ("C", "C) 3", ["1", "2", "3"], True),
+    ("3", "C) 3", ["1", "2", "3"], True),
+    ("B", "C) 3", ["1", "2", "3"], False),
 ]
 
 

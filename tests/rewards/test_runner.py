@@ -28,6 +28,11 @@ USER_REWARDS = textwrap.dedent(
 
     def sees_the_row(response, answer, **info):
         return 1.0 if info.get("category") == "count" and answer == "3" else 0.0
+
+    def math_verify_loaded(response, answer, **info):
+        import sys
+
+        return 1.0 if "math_verify" in sys.modules else 0.0
     """
 )
 
@@ -43,7 +48,7 @@ def user_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runner(user_file):
-    names = ["length_bonus", "hang", "boom", "not_a_number", "sees_the_row"]
+    names = ["length_bonus", "hang", "boom", "not_a_number", "sees_the_row", "math_verify_loaded"]
     config = RewardConfig(
         components=[{"name": "accuracy"}, {"name": "format", "weight": 0.5}]
         + [{"name": f"{user_file}:{n}", "weight": 0.0} for n in names],
@@ -96,6 +101,15 @@ def test_failures_score_zero_are_counted_and_training_goes_on(runner, caplog):
     # the pool recovered: the next batch is scored normally
     again = runner.score([RewardSample(GOOD, "3")])
     assert again.components["hang"].tolist() == [1.0]
+
+
+def test_workers_start_with_math_verify_loaded(runner):
+    """Loading it takes seconds on a loaded machine, which a task would otherwise
+    spend inside its time limit: in a new worker, and in one that replaces a killed one."""
+    samples = [RewardSample(GOOD, "3")] * 4
+    assert runner.score(samples).components["math_verify_loaded"].tolist() == [1.0] * 4
+    runner.score([RewardSample(GOOD + " slow", "3")])  # a worker is killed and replaced
+    assert runner.score(samples).components["math_verify_loaded"].tolist() == [1.0] * 4
 
 
 def test_warnings_are_given_once_per_component_and_kind(user_file, caplog):

@@ -4,14 +4,22 @@ The answer is taken from the response's ``<answer>`` block (see
 :func:`apo.rewards.answer.extract_answer`) and compared, in order, by
 
 1. **multiple choice** when the ground truth is an option letter (A-F, or any
-   letter of the given ``choices``): the letter of "B", "(B)", "B.", "B)",
-   "B. 45 degrees", "the answer is B", or the option whose text the answer gives;
+   letter of the given ``choices``), or a letter followed by the option's text
+   ("A. 12 apples", "(B) 45°", "C) 3", as several benchmarks store it): the
+   letter of "B", "(B)", "B.", "B)", "B. 45 degrees", "the answer is B", or the
+   option whose text the answer gives. When the ground truth is surely an
+   option (``choices`` given, or the option's text written out), an answer that
+   is only the letter counts in either case ("b", "(c)"); a bare "c" against a
+   bare "C" without choices does not, since c and C may name different things;
 2. **normalised text**: case, spaces, surrounding ``$``, ``\\text{}``,
    ``\\boxed{}`` and a final period do not matter;
 3. **numbers**: ``3.0`` = ``3``, ``1,000`` = ``1000``, ``12%`` = ``12``,
    ``45^\\circ`` = ``45°`` = ``45``, within a relative 1e-6;
 4. **math_verify** equivalence for everything else (fractions, LaTeX,
-   expressions, sets, intervals).
+   expressions, sets, intervals), for answers inside the bounds of
+   :mod:`apo.rewards.bounds`: one over them (``10^{10^{10}}``, forty nested
+   braces, an integral to work out) is judged by 2 and 3 only, so that no
+   answer makes sympy work for more than a fraction of a second.
 
 A ground truth that no method can read is a data problem, never a free point:
 :class:`GroundTruthError` is raised, which the reward runner scores 0 and counts.
@@ -26,6 +34,7 @@ import math
 import re
 
 from apo.rewards.answer import extract_answer
+from apo.rewards.bounds import expression_over_bounds, text_over_bounds
 
 
 class GroundTruthError(ValueError):
@@ -46,6 +55,9 @@ _LEADING_LETTER = re.compile(r"^\(?([A-Z])\)?(?=$|[\s.):,])")
 _ANNOUNCED_LETTER = re.compile(
     r"(?i:answer|option|choice)\s*(?i:is)?\s*:?\s*\(?([A-Z])\)?(?=$|[\s.),:])"
 )
+_ONLY_LETTER = re.compile(r"\(?([A-Za-z])\)?[.)]?")
+_LETTER_AND_TEXT = re.compile(r"(?:\(([A-Z])\)\s*|([A-Z])[.)]\s+)(\S.*)", re.DOTALL)
+_STANDALONE_CAPITAL = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
 
 
 def strip_markup(text: str) -> str:
@@ -86,7 +98,7 @@ def numbers_equal(a: float, b: float) -> bool:
 def choice_letter(ground_truth: str, choices: list[str] | None) -> str | None:
     """The option letter a ground truth names, or None when it is not a choice."""
     text = strip_markup(ground_truth)
-    match = re.fullmatch(r"\(?([A-Za-z])\)?[.)]?", text)
+    match = _ONLY_LETTER.fullmatch(text)
     if match:
         letter = match.group(1)
         if choices:
@@ -97,21 +109,56 @@ def choice_letter(ground_truth: str, choices: list[str] | None) -> str | None:
         for index, option in enumerate(choices):
             if _same_value(text, option):
                 return chr(ord("A") + index)
+    written = option_written_out(text)
+    if written:
+        letter = written[0]
+        in_range = ord(letter) - ord("A") < len(choices) if choices else letter in "ABCDEF"
+        return letter if in_range else None
     return None
 
 
-def predicted_letter(prediction: str, choices: list[str] | None) -> str | None:
-    """The option letter an answer picks: by letter, or by the text of one option."""
+def option_written_out(ground_truth: str) -> tuple[str, str] | None:
+    """The letter and text of a ground truth that gives both ("A. 12 apples", "(B) 45°",
+    "C) 3"), or None. Not when the text names another option ("(A) and (C)")."""
+    match = _LETTER_AND_TEXT.fullmatch(strip_markup(ground_truth))
+    if not match or _STANDALONE_CAPITAL.search(match.group(3)):
+        return None
+    return match.group(1) or match.group(2), match.group(3)
+
+
+def predicted_letter(
+    prediction: str, choices: list[str] | None, any_case: bool = False
+) -> str | None:
+    """The option letter an answer picks: by letter, or by the text of one option.
+
+    With ``any_case`` (the caller knows the ground truth is an option), an answer
+    that is only a letter picks it in either case: "b", "(c)", "d.".
+    """
     text = strip_markup(prediction)
     if choices:
         matches = [i for i, option in enumerate(choices) if _same_value(text, option)]
         if len(matches) == 1:
             return chr(ord("A") + matches[0])
+    if any_case:
+        match = _ONLY_LETTER.fullmatch(text)
+        if match:
+            return match.group(1).upper()
     for pattern in (_LEADING_LETTER, _ANNOUNCED_LETTER):
         match = pattern.search(text)
         if match:
             return match.group(1)
     return None
+
+
+def _picks_option(
+    prediction: str, letter: str, ground_truth: str, choices: list[str] | None
+) -> bool:
+    """Whether the answer picks option ``letter``, which the ground truth names."""
+    written = option_written_out(ground_truth)
+    if written and _same_value(prediction, written[1]):
+        return True  # the option's text, which only that option has
+    surely_an_option = bool(choices) or written is not None
+    return predicted_letter(prediction, choices, any_case=surely_an_option) == letter
 
 
 def _same_value(a: str, b: str) -> bool:
@@ -125,12 +172,15 @@ def _same_value(a: str, b: str) -> bool:
 _SENTENCE = re.compile(r"[A-Za-z]{3,}\s+[A-Za-z]{2,}")
 
 
-def _math_parse(text: str) -> list:
-    """math_verify's reading of a short answer; [] when it finds no mathematical object.
+def _math_parse(text: str) -> list | None:
+    """math_verify's reading of a short answer: [] when it finds no mathematical
+    object, None when the answer is over the bounds of :mod:`apo.rewards.bounds`.
 
     Math is parsed as LaTeX first: raw, "[1, 3)" would be read as 3 and "y=2x+1"
     as 2. A sentence ("There are 14 people.") is read raw, which finds its number.
     """
+    if text_over_bounds(text, sentence=True) is not None:
+        return None  # over the bounds however it is read
     from math_verify import parse  # loads sympy: in the workers, when an answer needs it
 
     if "$" in text:
@@ -140,10 +190,18 @@ def _math_parse(text: str) -> list:
     else:
         candidates = [f"${text}$", text]
     for candidate in candidates:
-        # Timeouts are enforced by the reward runner (it kills a stuck worker);
-        # math_verify's own rely on signals and fail outside a main thread.
+        # Raw text without "$", "\\" or "[" is read by regular expressions alone, and
+        # may be longer; anything else goes through math_verify's slower LaTeX parser.
+        by_regex = candidate == text and not any(c in text for c in "$\\[")
+        if not by_regex and text_over_bounds(text) is not None:
+            return None
+        # math_verify's own timeouts rely on signals and fail outside a main
+        # thread; the bounds keep every call short, and the reward runner still
+        # kills a worker that runs past rewards.timeout_seconds.
         parsed = parse(candidate, parsing_timeout=None)
         if parsed and not isinstance(parsed[0], str):  # a bare string is no parse
+            if any(expression_over_bounds(item) is not None for item in parsed):
+                return None
             return parsed
     return []
 
@@ -161,7 +219,7 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
 
     letter = choice_letter(ground_truth, choices)
     if letter is not None:
-        return predicted_letter(prediction, choices) == letter
+        return _picks_option(prediction, letter, ground_truth, choices)
 
     if normalize_text(prediction) == normalize_text(ground_truth):
         return True
@@ -174,6 +232,8 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
     from math_verify import verify  # (see _math_parse)
 
     gold = _math_parse(ground_truth)
+    if gold is None:
+        return False  # over the bounds: judged by the text and number comparisons above
     if not gold:
         raise GroundTruthError(f"cannot parse the ground truth {ground_truth!r}")
     guess = _math_parse(prediction)
@@ -185,6 +245,12 @@ def accuracy_reward(
 ) -> float:
     """1.0 when the response's answer matches the ground truth ``answer``, else 0.0."""
     return 1.0 if answers_match(extract_answer(response), answer, choices) else 0.0
+
+
+def warm_up() -> None:
+    """Import math_verify and sympy and judge one answer with them, so that the
+    first real answer costs no more than the next (reward workers call this at start)."""
+    answers_match("\\frac{1}{2}", "0.5")
 
 
 # math_verify warns on every call that its own timeouts are off: we know, see above.

@@ -2,8 +2,9 @@
 
 Every (response, reward) pair runs as one task in a pool of worker processes.
 A task that runs past ``timeout_seconds`` has its worker killed and replaced
-(math_verify can hang on adversarial input, and its own signal-based timeout
-silently does nothing in threads). A timeout, an exception, or a value that is
+(a user's reward may hang; the accuracy reward bounds its own work, see
+:mod:`apo.rewards.bounds`, and math_verify's signal-based timeout silently does
+nothing in threads). A timeout, an exception, or a value that is
 not a finite number scores 0 for that component, is counted, and never stops
 training.
 """
@@ -25,7 +26,7 @@ from pebble import ProcessPool
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from torch import Tensor
 
-from apo.rewards.accuracy import GroundTruthError
+from apo.rewards.accuracy import GroundTruthError, accuracy_reward, warm_up
 from apo.rewards.registry import resolve_reward, reward_name, reward_reference
 from apo.section import Section
 
@@ -155,15 +156,28 @@ def _score(reference: str, response: str, answer: str, info: dict[str, Any]) -> 
 
 
 def _preload(references: list[str]) -> None:
-    """Worker start-up: import every reward once, outside any task's time limit."""
+    """Worker start-up: import every reward once, outside any task's time limit.
+
+    With the accuracy reward, math_verify and sympy are loaded too: that takes
+    seconds, which the first answer needing them would otherwise spend inside
+    its time limit (a worker started after a timeout would time out again).
+    """
     for reference in references:
         _WORKER_CACHE[reference] = resolve_reward(reference)
+    if accuracy_reward in _WORKER_CACHE.values():
+        warm_up()
 
 
 def worker_context():
-    methods = multiprocessing.get_all_start_methods()
     # Not fork: the trainer process holds threads (torch, tokenizers) and maybe CUDA.
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Workers fork from a server that has imported math_verify and sympy once, so
+    # one replacing a killed worker starts at once instead of importing them again
+    # (seconds on a loaded machine). Takes effect when the server starts.
+    context.set_forkserver_preload(["__main__", "math_verify"])
+    return context
 
 
 class RewardRunner:
