@@ -209,7 +209,9 @@ def _math_parse(text: str) -> list | None:
 def answers_match(prediction: str, ground_truth: str, choices: list[str] | None = None) -> bool:
     """Whether an extracted answer equals the ground truth (see the module docstring).
 
-    Raises GroundTruthError when the ground truth cannot be read at all.
+    Safe to call directly, in any thread: no answer keeps it busy for more than a
+    fraction of a second (:mod:`apo.rewards.bounds`). Raises GroundTruthError when
+    the ground truth cannot be read at all.
     """
     ground_truth = ground_truth.strip()
     if not ground_truth or not strip_markup(ground_truth):

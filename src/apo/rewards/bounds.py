@@ -5,8 +5,8 @@ math_verify reads LaTeX into sympy and compares with ``simplify``, ``evalf`` and
 ``10^{10^{10}}`` asks for a number of ten billion digits, ``(10^{10})!`` and
 ``\\binom{10^8}{5 \\cdot 10^7}`` for worse, ``x^{16}-x-1=0`` for the roots of a
 polynomial sympy cannot solve, ``\\int e^{x^2}\\sin(x^3)dx`` for an integral
-without closed form, and forty nested braces make the LaTeX parser itself
-backtrack for minutes. The reward worker pool kills such a worker after
+without closed form, and a few dozen nested braces or unbraced powers keep
+the LaTeX parser itself busy for a minute and more. The reward worker pool kills such a worker after
 ``rewards.timeout_seconds``, but a direct call (a user's own trainer, a TRL
 reward function) would hang for ever.
 
@@ -25,8 +25,9 @@ Every answer is checked twice, each check cheap and free of evaluation:
 An answer over a bound is judged by text and number comparison only (see
 :mod:`apo.rewards.accuracy`). Normal answers are far inside every bound. Each
 limit below was set from timings of math_verify 0.9 / sympy 1.14 on a loaded
-2-core machine, where the slowest answer it lets through still took under
-half a second, and each comment says why.
+2-core machine, and each comment says why. Inside them, most answers take 10
+to 50 ms; the slowest found took 0.8 s (a structure the LaTeX parser meets for
+the first time in a process, such as nested subscripts).
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# The LaTeX parser (an ANTLR grammar run in Python) takes 2 to 8 ms per
-# character of the worst answers (a tuple of powers, nested subscripts), about
-# 0.7 s at 100 characters on the loaded machine. Final answers are shorter:
+# The LaTeX parser (an ANTLR grammar run in Python) takes 3 to 8 ms per
+# character of the worst answers (a tuple of powers, nested subscripts): 0.3 to
+# 0.8 s at 100 characters, about 1 s at 150 to 300. Final answers are shorter:
 # "\left[k\pi-\frac{\pi}{3}, k\pi+\frac{\pi}{6}\right]" has 52 characters.
 MAX_CHARS = 100
 
-# A plain sentence (no LaTeX: no "\" and no "$") is read by math_verify's
-# regular expressions, not by the parser, at about 0.2 ms per character.
+# A plain sentence (no "\", "$" or "[") is read by math_verify's regular
+# expressions, not by the parser, at about 0.2 ms per character.
 MAX_SENTENCE_CHARS = 1000
 
 # The parser backtracks on nesting, and exponentially: 8 nested braces take
