@@ -330,29 +330,31 @@ def test_a_trl_whose_loss_no_longer_takes_beta_times_the_kl_stops_training(monke
     assert trainer.beta == 0.04 and type(trainer.beta) is float
 
 
-def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "trl_apo.py"), "--tiny", "--max-steps", "1",
-         "--output-dir", str(tmp_path / "out")],
+def run_script(path: str, *args: str) -> subprocess.CompletedProcess:
+    """A script of the repository run as a user would, from its root."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / path), *args],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=ROOT,
-    )  # fmt: skip
+    )
+
+
+def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
+    result = run_script(
+        "examples/trl_apo.py", "--tiny", "--max-steps", "1", "--output-dir", str(tmp_path / "out")
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "apo/dads/shaped_frac" in result.stdout
 
 
 def test_the_step_benchmark_runs_apo_inside_trl(tmp_path):
     out = tmp_path / "step.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--prompts", "2", "--group", "2",
-         "--max-new-tokens", "4", "--micro-batch", "2", "--steps", "1", "--warmup", "0",
-         "--frameworks", "trl", "apo-trl", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    result = run_script(
+        "benchmarks/step.py", "--prompts", "2", "--group", "2", "--max-new-tokens", "4",
+        "--micro-batch", "2", "--steps", "1", "--warmup", "0",
+        "--frameworks", "trl", "apo-trl", "--json", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "apo-trl / trl" in result.stdout and "APO's own time" in result.stdout
