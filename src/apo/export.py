@@ -93,10 +93,20 @@ def load_checkpoint_model(
 
     ``dtype``: None for the dtype the run trained in, else a ``ModelConfig.dtype``.
     """
-    from safetensors.torch import load_model as load_weights
-
     checkpoint = Path(checkpoint)
     check_checkpoint(checkpoint)
+    return _load_checked(checkpoint, dtype, device, merge_lora)
+
+
+def _load_checked(
+    checkpoint: Path,
+    dtype: str | None,
+    device: torch.device | str | None,
+    merge_lora: bool,
+) -> LoadedModel:
+    """:func:`load_checkpoint_model` of a checkpoint :func:`check_checkpoint` passed."""
+    from safetensors.torch import load_model as load_weights
+
     state = read_trainer_state(checkpoint)
     saved = state["config"]["model"]
     # Checkpoints written before "dtype" was recorded: the config's choice, on this machine.
@@ -137,5 +147,6 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bo
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty: choose a new folder")
-    loaded = load_checkpoint_model(checkpoint)
+    # checked above, before the output: its files are not read a second time
+    loaded = _load_checked(Path(checkpoint), None, None, merge_lora=False)
     return save_model_folder(loaded.model, loaded.processor, output, merge_lora=merge_lora)
