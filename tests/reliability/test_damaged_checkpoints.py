@@ -88,8 +88,7 @@ def test_a_named_damaged_checkpoint_is_refused_with_the_previous_one_to_resume(
 ):
     run_dir, (previous, latest) = run
     truncate(latest / "model.safetensors")
-    config = make_config(training={"max_steps": 3, "seed": 0}).model_copy(deep=True)
-    config.logging.output_dir = str(run_dir)
+    config = make_config(training={"max_steps": 3, "seed": 0}, logging={"output_dir": str(run_dir)})
     loads = []
     monkeypatch.setattr("apo.trainer.load_model", lambda *a, **k: loads.append(1))
     with pytest.raises(ValueError) as caught:
@@ -106,8 +105,7 @@ def test_plain_resume_falls_back_to_the_previous_checkpoint_with_a_warning(
 ):
     run_dir, (_, latest) = run
     flip_a_byte(latest / "optimizer.bin")
-    config = make_config(training={"max_steps": 2, "seed": 0}).model_copy(deep=True)
-    config.logging.output_dir = str(run_dir)
+    config = make_config(training={"max_steps": 2, "seed": 0}, logging={"output_dir": str(run_dir)})
     with caplog.at_level(logging.WARNING, logger="apo"):
         trainer = Trainer(config, resume=True)
     try:
@@ -121,8 +119,7 @@ def test_all_damaged_is_an_error_naming_each(run, make_config):
     run_dir, checkpoints = run
     for checkpoint in checkpoints:
         truncate(checkpoint / "model.safetensors")
-    config = make_config(training={"max_steps": 3, "seed": 0}).model_copy(deep=True)
-    config.logging.output_dir = str(run_dir)
+    config = make_config(training={"max_steps": 3, "seed": 0}, logging={"output_dir": str(run_dir)})
     with pytest.raises(ValueError, match="no intact checkpoint is left to resume") as caught:
         Trainer(config, resume=True)
     assert all(str(c / "model.safetensors") in str(caught.value) for c in checkpoints)
