@@ -8,6 +8,7 @@ log-prob passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,10 @@ class StepBatcher:
         keep: Tensor,
         num_updates: int,
         size: int,
+        max_tokens: int | None = None,
     ) -> list[list[MicroBatch]]:
-        """The responses cut into ``num_updates`` updates of micro-batches of ``size``.
+        """The responses cut into ``num_updates`` updates of micro-batches: of ``size``
+        rows in rollout order, or with ``max_tokens`` by :func:`token_budget_cuts`.
 
         Responses left out of the update (``keep`` False) stay in their
         micro-batch with an empty loss mask: every process then runs the same
@@ -75,9 +78,19 @@ class StepBatcher:
         per_update = len(rollouts) // num_updates
         updates = []
         for first in range(0, len(rollouts), per_update):
+            update_rows = list(range(first, first + per_update))
+            if max_tokens is None:
+                cuts = [update_rows[i : i + size] for i in range(0, per_update, size)]
+            else:
+                lengths = [
+                    (self.prompt_length(prompts[rollouts[i].prompt_index]), rollouts[i].length)
+                    for i in update_rows
+                ]
+                cuts = [
+                    [update_rows[i] for i in cut] for cut in token_budget_cuts(lengths, max_tokens)
+                ]
             micro_batches = []
-            for start in range(first, first + per_update, size):
-                rows = list(range(start, min(start + size, first + per_update)))
+            for rows in cuts:
                 rows_prompts = [prompts[rollouts[i].prompt_index] for i in rows]
                 batch = self.sequence_batch(rows_prompts, [rollouts[i].response_ids for i in rows])
                 micro_batches.append(
@@ -96,6 +109,10 @@ class StepBatcher:
         """Prompts and their responses, padded into one batch on the device."""
         inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], self.pad_id)
         return build_sequence_batch(inputs, responses, self.pad_id).to(self.device)
+
+    def prompt_length(self, prompt: PromptInput) -> int:
+        """The prompt's length in tokens (its image tokens included)."""
+        return self._encoded(prompt)["input_ids"].shape[1]
 
     def _encoded(self, prompt: PromptInput) -> dict[str, Tensor]:
         """A prompt's processor output (its images processed), once per step."""
@@ -142,6 +159,51 @@ class StepBatcher:
                 )
             )
         return parts
+
+
+def token_budget_cuts(lengths: list[tuple[int, int]], max_tokens: int) -> list[list[int]]:
+    """Row indices cut into micro-batches of at most ``max_tokens`` padded tokens.
+
+    ``lengths`` holds each row's (prompt, response) length. Rows are sorted by
+    total length (stable), then taken in that order while
+    ``rows x (longest prompt + longest response) <= max_tokens``; a row longer
+    than the budget goes alone. Sorting keeps rows of similar length together,
+    so little of a micro-batch is padding (verl's dynamic batch size, Megatron's
+    sequence packing by length).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i][0] + lengths[i][1])
+    cuts: list[list[int]] = []
+    current: list[int] = []
+    longest_prompt = longest_response = 0
+    for index in order:
+        prompt, response = lengths[index]
+        grown = (len(current) + 1) * (max(longest_prompt, prompt) + max(longest_response, response))
+        if current and grown > max_tokens:
+            cuts.append(current)
+            current, longest_prompt, longest_response = [], 0, 0
+        current.append(index)
+        longest_prompt = max(longest_prompt, prompt)
+        longest_response = max(longest_response, response)
+    if current:
+        cuts.append(current)
+    return cuts
+
+
+def split_to_count(
+    micro_batches: list[MicroBatch], count: int, halves: Callable[[MicroBatch], list[MicroBatch]]
+) -> list[MicroBatch]:
+    """Halve the micro-batch with the most padded tokens until there are ``count``
+    (processes must run as many forward/backward passes as each other)."""
+    micro_batches = list(micro_batches)
+    while len(micro_batches) < count:
+        if all(len(m) == 1 for m in micro_batches):
+            raise ValueError(f"{len(micro_batches)} rows cannot make {count} micro-batches")
+        position = max(
+            (i for i, m in enumerate(micro_batches) if len(m) > 1),
+            key=lambda i: micro_batches[i].batch.inputs["input_ids"].numel(),
+        )
+        micro_batches[position : position + 1] = halves(micro_batches[position])
+    return micro_batches
 
 
 def prompt_seed(seed: int, step: int, position: int) -> int:

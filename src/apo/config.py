@@ -81,6 +81,16 @@ class BatchConfig(Section):
     micro_batch_size: int = Field(
         4, ge=1, description="Sequences per forward/backward on one process (grad accumulation)."
     )
+    max_tokens_per_micro_batch: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Cut each update into micro-batches by tokens instead of rows: rows sorted by "
+            "length, as many per micro-batch as fit in this many tokens (rows x padded "
+            "prompt + response length; a longer row goes alone). Less padding, same "
+            "gradient. None: micro_batch_size rows each, in rollout order."
+        ),
+    )
     logprob_batch_size: int | None = Field(
         None,
         ge=1,

@@ -34,7 +34,7 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from torch import Tensor
 
 from apo.algorithms import apo_objective, shape_advantages, varied_groups
-from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions
+from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
     check_free_space,
     clean_staging,
@@ -167,7 +167,9 @@ class Trainer:
         self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
         # Both halved after running out of memory:
         self.micro_batch_size = config.batch.micro_batch_size
-        self.logprob_batch_size = config.batch.logprob_batch_size or config.batch.micro_batch_size
+        self._halved_micro_batches = False  # out of memory: micro-batches of rows since
+        # None: the no-grad passes run on the update's micro-batches themselves.
+        self.logprob_batch_size = config.batch.logprob_batch_size
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
         optimizer, scheduler = build_optimizer(
             policy, config.optim, total_updates, self.accelerator.device.type
@@ -298,7 +300,10 @@ class Trainer:
             keep,
             self.updates_per_step,
             self.micro_batch_size,
+            cfg.batch.max_tokens_per_micro_batch if not self._halved_micro_batches else None,
         )
+        if cfg.batch.max_tokens_per_micro_batch and self.accelerator.num_processes > 1:
+            self._equal_micro_batch_counts(updates)
         timings["time/batching"] = time.perf_counter() - start
         start = time.perf_counter()
         self._fill_log_probs(
@@ -335,14 +340,25 @@ class Trainer:
                 f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
             ) from None
 
+    def _equal_micro_batch_counts(self, updates: list[list[MicroBatch]]) -> None:
+        """Token budgets cut each process's rows into its own number of micro-batches;
+        every process must run as many forward/backward passes (sharded models gather
+        their weights in each), so each update gets the largest count of any process."""
+        counts = torch.tensor([len(m) for m in updates], device=self.accelerator.device)
+        counts = self.accelerator.reduce(counts, "max").tolist()
+        for position, count in enumerate(counts):
+            updates[position] = split_to_count(updates[position], int(count), self.batcher.halves)
+
     def _smaller_micro_batches(self, updates: list[list[MicroBatch]], size: int) -> None:
         """Cut every update of this step into micro-batches of ``size`` (kept for the
         rest of the run) after running out of memory."""
         self.micro_batch_size = size
+        self._halved_micro_batches = True  # rows from now on, even with a token budget
         if self.is_main:
             logger.warning(
                 "out of memory in the update at step %d: retrying with micro-batches of %d; set "
-                "batch.micro_batch_size=%d to avoid the retry",
+                "batch.micro_batch_size=%d (and no batch.max_tokens_per_micro_batch) to avoid "
+                "the retry",
                 self.step_index + 1,
                 size,
                 size,
@@ -377,11 +393,14 @@ class Trainer:
             return
         for micro_batches in updates:
             rows = sum(len(m) for m in micro_batches)
+            widest = max(len(m) for m in micro_batches)
+            first = min(self.logprob_batch_size, rows) if self.logprob_batch_size else widest
             retry_halving(
-                lambda size, micro_batches=micro_batches: self._log_prob_pass(
-                    micro_batches, reference, not on_policy, size
+                # batches as wide as the widest micro-batch: the micro-batches themselves
+                lambda size, micro_batches=micro_batches, widest=widest: self._log_prob_pass(
+                    micro_batches, reference, not on_policy, None if size == widest else size
                 ),
-                min(self.logprob_batch_size, rows),
+                first,
                 retry=self.accelerator.num_processes == 1,
                 on_halve=self._smaller_log_prob_batches,
                 advice=lambda size: (
@@ -403,10 +422,10 @@ class Trainer:
             )
 
     def _log_prob_pass(
-        self, micro_batches: list[MicroBatch], reference: bool, old: bool, size: int
+        self, micro_batches: list[MicroBatch], reference: bool, old: bool, size: int | None
     ) -> None:
         """Set ``ref_logp`` / ``old_logp`` of one update's micro-batches from forward
-        passes over ``size`` rows at a time."""
+        passes over ``size`` rows at a time (None: over the micro-batches themselves)."""
         temperature = self.config.rollout.temperature or 1.0
 
         def log_probs(batch: SequenceBatch) -> dict[str, Tensor]:
@@ -422,8 +441,7 @@ class Trainer:
                 ).logp
             return values
 
-        if size == min(self.micro_batch_size, sum(len(m) for m in micro_batches)):
-            # batches of the micro-batches' size: the micro-batches themselves
+        if size is None:
             for micro in micro_batches:
                 for name, values in log_probs(micro.batch).items():
                     setattr(micro, name, values)

@@ -37,10 +37,18 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_path):
+@pytest.mark.parametrize("max_tokens", [None, 150], ids=["rows", "token-budget"])
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_path, max_tokens):
+    # With a token budget each process cuts its rows into its own number of
+    # micro-batches, and they must agree on a common count.
     sections = {
         "rollout": {"group_size": 4, "max_new_tokens": 10, "seed_per_prompt": True},
-        "batch": {"prompts_per_step": 4, "prompts_per_update": 2, "micro_batch_size": 3},
+        "batch": {
+            "prompts_per_step": 4,
+            "prompts_per_update": 2,
+            "micro_batch_size": 3,
+            "max_tokens_per_micro_batch": max_tokens,
+        },
         "checkpoint": {"every": 0},
         "logging": {"samples_per_step": 0},
         "training": {"max_steps": 2, "seed": 3},

@@ -3,6 +3,7 @@
 import json
 import math
 import signal
+from pathlib import Path
 from statistics import fmean
 
 import pytest
@@ -227,6 +228,43 @@ def test_logprob_batches_cut_across_micro_batches(make_config, updates_per_step)
         weights.append({k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()})
     moved = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
     assert moved < 1e-5  # float rounding of another batch shape
+
+
+def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypatch):
+    """Rows sorted by length and cut by a token budget: other micro-batches, the same
+    gradient (the loss denominators count the whole update either way)."""
+    shapes = {}
+    accumulate = Trainer._accumulate_gradients
+
+    def record(self, micro_batches, denominator):
+        shapes.setdefault(Path(self.config.logging.output_dir).name, []).append(
+            [tuple(m.batch.inputs["input_ids"].shape) for m in micro_batches]
+        )
+        return accumulate(self, micro_batches, denominator)
+
+    monkeypatch.setattr(Trainer, "_accumulate_gradients", record)
+    weights, metrics = [], []
+    for name, budget in (("rows", None), ("tokens", 200)):
+        config = make_config(
+            name,
+            algorithm={"beta": 0.05},
+            rollout={"group_size": 4, "max_new_tokens": 24},
+            batch={"micro_batch_size": 4, "max_tokens_per_micro_batch": budget},
+            checkpoint={"every": 0},
+        )
+        trainer = Trainer(config)
+        favour_end_token(trainer, 2.5)  # lengths vary, so sorting matters
+        trainer.train()
+        weights.append({k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()})
+        metrics.append(read_metrics(config.logging.output_dir))
+    rows, tokens = shapes["rows"], shapes["tokens"]
+    assert rows != tokens  # the budget cut the update otherwise
+    assert all(b * (length) <= 200 or b == 1 for update in tokens for b, length in update)
+    for a, b in zip(*metrics, strict=True):
+        assert a["reward/total"] == b["reward/total"]  # the same responses
+        assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-5, abs=1e-7)
+    moved = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
+    assert moved < 1e-5  # float rounding of other batch shapes
 
 
 def test_periodic_evaluation(make_config):

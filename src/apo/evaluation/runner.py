@@ -31,7 +31,7 @@ from apo.evaluation.judge import Judge
 from apo.evaluation.report import effective_temperature, markdown_summary, summarize
 from apo.models import LoadedModel, ModelConfig, load_model
 from apo.nested import config_changes
-from apo.rollout import RolloutEngine, SamplingConfig, build_engine
+from apo.rollout import DEFAULT_ENGINE, RolloutEngine, SamplingConfig, build_engine
 from apo.run_folder import check_writable, run_lock
 from apo.section import Section
 
@@ -218,7 +218,7 @@ def evaluate(
         device = "cuda" if torch.cuda.is_available() else "cpu"
         loaded = load(ModelConfig(name_or_path=model, dtype=dtype), device=device)
         engine = build_engine(
-            "transformers", loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
+            DEFAULT_ENGINE, loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
         )
         sampling = SamplingConfig(
             group_size=settings.samples_per_question,

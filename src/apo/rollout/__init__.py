@@ -1,6 +1,7 @@
 """Rollout engines: prompts (with images) in, G sampled responses per prompt out."""
 
 from apo.rollout.base import (
+    DEFAULT_ENGINE,
     ENGINES,
     FinishReason,
     PromptInput,
@@ -10,11 +11,14 @@ from apo.rollout.base import (
     SamplingConfig,
     build_engine,
 )
+from apo.rollout.native_engine import NativeEngine
 from apo.rollout.transformers_engine import TransformersEngine
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "ENGINES",
     "FinishReason",
+    "NativeEngine",
     "PromptInput",
     "Rollout",
     "RolloutConfig",

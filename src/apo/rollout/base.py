@@ -25,6 +25,9 @@ from apo.section import Section
 
 FinishReason = Literal["eos", "stop", "length"]
 
+DEFAULT_ENGINE = "native"
+"""The engine of training (``rollout.engine``) and of ``apo eval``."""
+
 
 class SamplingConfig(Section):
     """How responses are sampled."""
@@ -55,8 +58,12 @@ class RolloutConfig(SamplingConfig):
     """How responses are generated (G per prompt)."""
 
     engine: str = Field(
-        "transformers",
-        description="Generation engine (apo.rollout.ENGINES); transformers: the policy's generate.",
+        DEFAULT_ENGINE,
+        description=(
+            "Generation engine (apo.rollout.ENGINES). native: apo's decoding loop (each "
+            "prompt encoded once per group, finished rows dropped; falls back to generate "
+            "for models it cannot drive); transformers: the policy's generate."
+        ),
     )
     seed_per_prompt: bool = Field(
         False,

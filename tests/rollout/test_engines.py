@@ -1,13 +1,16 @@
 import pytest
 import torch
 
-from apo.rollout import Rollout, SamplingConfig, TransformersEngine
+from apo.rollout import Rollout, SamplingConfig, build_engine
 from tests.helpers import chat_prompt, image
 
 
-@pytest.fixture
-def engine(tiny):
-    return TransformersEngine(tiny.model, tiny.processor, tiny.tokenizer, tiny.is_multimodal)
+@pytest.fixture(params=["transformers", "native"])
+def engine(request, tiny):
+    """Both engines keep every promise of the interface."""
+    return build_engine(
+        request.param, tiny.model, tiny.processor, tiny.tokenizer, tiny.is_multimodal
+    )
 
 
 def _prompts(processor):

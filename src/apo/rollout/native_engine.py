@@ -1,0 +1,236 @@
+"""apo's own decoding loop: each prompt encoded once per group, finished rows dropped.
+
+transformers' ``generate`` repeats each prompt G times before the prefill (its
+image tokens included) and keeps every row in the batch until the longest
+response ends, so with natural lengths most of its decoding work goes to rows
+that already stopped. This engine
+
+1. runs the prefill on the P distinct prompts and repeats their KV cache G times
+   (``Cache.batch_repeat_interleave``), so a prompt is encoded once per group;
+2. samples each step from the same distribution as ``generate`` (placeholder
+   tokens suppressed, the end token masked when ``ignore_eos``, then
+   temperature, top-k and top-p, in that order);
+3. drops the rows that ended (end token or stop string) from the batch and the
+   cache (``Cache.batch_select_indices``) once a quarter of the rows still
+   decoding has ended, so finished rows stop costing work.
+
+It supports decoder-only models whose forward takes ``cache`` and
+``logits_to_keep`` and whose KV cache is transformers' ``DynamicCache`` (Qwen2,
+Qwen2.5-VL, Llama and most causal LMs); for any other model it falls back to
+``generate`` (:class:`TransformersEngine`), with a warning.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache
+from transformers.generation.stopping_criteria import StopStringCriteria
+
+from apo.models.inputs import encode_prompts
+from apo.rollout.base import ENGINES, PromptInput, Rollout, SamplingConfig
+from apo.rollout.transformers_engine import (
+    TransformersEngine,
+    _end_token_ids,
+    placeholder_token_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+# Rows are dropped from the batch once this share of the rows decoding has ended:
+# each drop copies the whole KV cache, so dropping after every single end costs more
+# than it saves on short rows.
+COMPACT_SHARE = 0.25
+
+
+def supports_native_decoding(model: Any) -> str | None:
+    """``None`` if the native loop can drive ``model``, else the reason it cannot."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder models are decoded by generate"
+    parameters = inspect.signature(model.forward).parameters
+    missing = [name for name in ("cache", "logits_to_keep") if name not in parameters]
+    if missing:
+        return f"its forward takes no {', '.join(missing)}"
+    if not hasattr(model, "_prepare_position_ids_for_generation"):
+        return "it has no generation position ids"
+    return None
+
+
+def next_token_logits(
+    logits: Tensor,
+    sampling: SamplingConfig,
+    suppressed: Sequence[int],
+    end_ids: Sequence[int],
+) -> Tensor:
+    """Logits of the next token after generate's processors, in generate's order:
+    suppressed tokens and (with ``ignore_eos``) the end tokens at -inf, then
+    logits / temperature, top-k, top-p (nucleus: the smallest set of likeliest
+    tokens whose probability reaches ``top_p``; the likeliest token always stays)."""
+    logits = logits.float()
+    masked = list(suppressed)
+    if sampling.ignore_eos:
+        masked += list(end_ids)
+    if masked:
+        logits[:, masked] = -float("inf")
+    if sampling.temperature == 0:
+        return logits
+    logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -float("inf"))
+    if sampling.top_p < 1.0:
+        # As transformers' TopPLogitsWarper: drop the tokens whose cumulative
+        # probability, summed from the least likely, stays within 1 - top_p.
+        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= 1 - sampling.top_p
+        drop[:, -1] = False
+        logits = logits.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+    return logits
+
+
+def choose_tokens(logits: Tensor, greedy: bool) -> Tensor:
+    """The next token of each row: the argmax, or a sample of softmax(logits)."""
+    if greedy:
+        return logits.argmax(dim=-1)
+    return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+
+
+@ENGINES.register("native")
+class NativeEngine(TransformersEngine):
+    """Batched sampling with apo's decoding loop (see the module docstring); the same
+    interface, seeds and stop strings as :class:`TransformersEngine`."""
+
+    def __init__(self, model: Any, processor: Any, tokenizer: Any, is_multimodal: bool) -> None:
+        super().__init__(model, processor, tokenizer, is_multimodal)
+        self._warned = False
+
+    def _generate_chunk(
+        self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
+    ) -> list[Rollout]:
+        # A peft model's adapters live in its base model's layers: calling the base
+        # model is calling the policy.
+        decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        unsupported = supports_native_decoding(decoder)
+        if unsupported is not None:
+            if not self._warned:
+                logger.warning(
+                    "rollout.engine native cannot decode %s (%s): using generate",
+                    type(decoder).__name__,
+                    unsupported,
+                )
+                self._warned = True
+            return super()._generate_chunk(model, prompts, offset, sampling)
+        model = decoder
+        device = next(model.parameters()).device
+        inputs = encode_prompts(
+            self.processor,
+            [p.text for p in prompts],
+            [p.images for p in prompts],
+            self.is_multimodal,
+        )
+        inputs = {key: value.to(device) for key, value in inputs.items()}
+        greedy = sampling.temperature == 0
+        # Greedy decoding gives G identical responses: decode once, copy below.
+        copies = 1 if greedy else sampling.group_size
+        tokens = self._decode(model, inputs, copies, sampling)
+        if greedy and sampling.group_size > 1:
+            tokens = [row for row in tokens for _ in range(sampling.group_size)]
+        end_ids = _end_token_ids(model, self.tokenizer)
+        rollouts = []
+        for row, generated in enumerate(tokens):
+            ids, reason = self._cut(generated, end_ids, sampling)
+            rollouts.append(
+                Rollout(
+                    prompt_index=offset + row // sampling.group_size,
+                    response_ids=ids,
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    finish_reason=reason,
+                )
+            )
+        return rollouts
+
+    def _decode(
+        self, model: Any, inputs: dict[str, Tensor], copies: int, sampling: SamplingConfig
+    ) -> list[list[int]]:
+        """Each prompt's ``copies`` responses, as token lists (end token included)."""
+        attention_mask = inputs["attention_mask"]
+        position_ids = model._prepare_position_ids_for_generation(inputs["input_ids"], dict(inputs))
+        cache = DynamicCache(config=model.config)
+        output = model(
+            **inputs, position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=1
+        )
+        # The next position of each row: its last prompt position + 1, plus the offset
+        # a model with 3D (image) positions keeps for the text after the prompt.
+        text_positions = position_ids[0] if position_ids.dim() == 3 else position_ids
+        next_position = text_positions[:, -1:] + 1
+        deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+        if isinstance(deltas, Tensor):
+            next_position = next_position + deltas.to(next_position.device)
+        rows = attention_mask.shape[0] * copies
+        if copies > 1:
+            cache.batch_repeat_interleave(copies)
+        logits = output.logits[:, -1].repeat_interleave(copies, dim=0)
+        attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+        next_position = next_position.repeat_interleave(copies, dim=0)
+
+        end_ids = sorted(_end_token_ids(model, self.tokenizer))
+        suppressed = placeholder_token_ids(model)
+        stops = (
+            StopStringCriteria(self.tokenizer, sampling.stop_strings)
+            if sampling.stop_strings
+            else None
+        )
+        end_tensor = torch.tensor(end_ids, device=logits.device)
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        active = torch.arange(rows)  # which response each batch row holds
+        done = torch.zeros(rows, dtype=torch.bool)  # per batch row: its response ended
+        history = torch.empty(rows, 0, dtype=torch.long, device=logits.device)  # for stops
+        ended_since_drop = 0
+        for step in range(sampling.max_new_tokens):
+            scores = next_token_logits(logits, sampling, suppressed, end_ids)
+            chosen = choose_tokens(scores, sampling.temperature == 0)
+            decoding = (~done).nonzero().squeeze(1).tolist()
+            chosen_list = chosen.tolist()
+            for row in decoding:
+                generated[int(active[row])].append(chosen_list[row])
+            ended = torch.isin(chosen, end_tensor).cpu()
+            if stops is not None:
+                history = torch.cat([history, chosen[:, None]], dim=1)
+                ended |= stops(history, scores).cpu()
+            ended &= ~done
+            done |= ended
+            if step + 1 == sampling.max_new_tokens or bool(done.all()):
+                break
+            ended_since_drop += int(ended.sum())
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], 1)
+            if ended_since_drop >= COMPACT_SHARE * len(active):
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep.to(logits.device))
+                device_keep = keep.to(logits.device)
+                chosen, history = chosen[device_keep], history[device_keep]
+                attention_mask = attention_mask[device_keep]
+                next_position = next_position[device_keep]
+                active, done = active[keep], done[keep]
+                ended_since_drop = 0
+            else:
+                # A row that ended but stays in the batch until the next drop feeds
+                # padding; what it samples is never kept.
+                chosen = chosen.masked_fill(done.to(chosen.device), self.tokenizer.pad_token_id)
+            output = model(
+                input_ids=chosen[:, None],
+                attention_mask=attention_mask,
+                position_ids=next_position,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logits = output.logits[:, -1]
+            next_position = next_position + 1
+        return generated
