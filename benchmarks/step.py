@@ -5,6 +5,7 @@
     python benchmarks/step.py --model PATH --prompts 16 --group 8 --max-new-tokens 512 \\
         --image-size 448 --micro-batch 16               # the GPU setting (docs/PERFORMANCE.md)
     python benchmarks/step.py --frameworks apo trl apo-trl   # + APO inside TRL (APOTrainer)
+    python benchmarks/step.py --frameworks apo apo-generate trl   # + apo with generate
 
 Both frameworks get the same model, the same prompts and images (the synthetic
 counting task), group size G, max new tokens, one optimizer update per rollout
@@ -17,6 +18,10 @@ other; the first ``--warmup`` steps are not timed.
 Printed per framework: seconds per step, generated tokens per second, training
 tokens (prompt + response) per second, peak memory (GPU allocator peak, or the
 process's peak resident memory on CPU), and each framework / TRL ratio.
+
+``apo`` generates with apo's native engine (the default); ``apo-generate`` is
+the same run with transformers' ``generate`` (``rollout.engine: transformers``).
+``--max-tokens-per-micro-batch`` gives apo token-budget micro-batches.
 
 ``apo-trl`` is apo's ``APOTrainer`` (apo.integrations.trl) on exactly the trl
 run's TRL settings with DADS and STCR on, so apo-trl / trl is the cost of APO
@@ -39,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMEWORKS = ["apo", "trl", "apo-trl"]
+FRAMEWORKS = ["apo", "apo-generate", "trl", "apo-trl"]
 
 
 def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
@@ -57,7 +62,7 @@ def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
 # ------------------------------------------------------------------ apo
 
 
-def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
+def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
     import torch
 
     from apo.config import TrainConfig
@@ -80,6 +85,7 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
                 "max_new_tokens": spec["max_new_tokens"],
                 "temperature": 1.0,
                 "ignore_eos": not spec["natural_lengths"],
+                "engine": engine,
             },
             "algorithm": {"name": "apo", "beta": spec["beta"]},
             "optim": {"lr": 1e-6, "warmup_ratio": 0.0},
@@ -88,6 +94,7 @@ def run_apo(spec: dict[str, Any]) -> dict[str, Any]:
                 "prompts_per_update": spec["prompts"],
                 "micro_batch_size": spec["micro_batch"],
                 "logprob_batch_size": spec["logprob_batch"] or spec["micro_batch"],
+                "max_tokens_per_micro_batch": spec.get("max_tokens_per_micro_batch"),
             },
             "training": {"max_steps": steps, "seed": spec["seed"]},
             "logging": {"output_dir": spec["output"], "samples_per_step": 0, "log_every": 10**6},
@@ -275,7 +282,10 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
 
 
 def child(framework: str, spec: dict[str, Any]) -> dict[str, Any]:
-    result = run_apo(spec) if framework == "apo" else run_trl(spec, apo=framework == "apo-trl")
+    if framework in ("apo", "apo-generate"):
+        result = run_apo(spec, "native" if framework == "apo" else "transformers")
+    else:
+        result = run_trl(spec, apo=framework == "apo-trl")
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -340,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logprob-batch", type=int, default=0, help="apo's no-grad pass batch (0: micro-batch)"
     )
+    parser.add_argument(
+        "--max-tokens-per-micro-batch",
+        type=int,
+        default=None,
+        help="apo: token-budget micro-batches (batch.max_tokens_per_micro_batch)",
+    )
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--beta", type=float, default=0.04)
     parser.add_argument("--steps", type=int, default=4, help="timed steps")
@@ -377,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in (
                 "model", "prompts", "group", "max_new_tokens", "micro_batch", "logprob_batch",
                 "beta", "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
+                "max_tokens_per_micro_batch",
             )
         }  # fmt: skip
         spec["data"] = str(data)
@@ -405,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(settings)
     print(table(figures))
-    if "apo" in figures:
-        phases = figures["apo"]["phases"]
-        print("apo per phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
+    for name in ("apo", "apo-generate"):
+        if name in figures:
+            phases = figures[name]["phases"]
+            print(f"{name} per phase (s): " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
     if "apo-trl" in figures:
         overhead = figures["apo-trl"]["phases"]["apo_overhead"]
         share = overhead / figures["apo-trl"]["seconds_per_step"]

@@ -254,6 +254,8 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--stcr", choices=["on", "off"], help=argparse.SUPPRESS)
+    # apo compare: reuse the start evaluation of the seed's first variant
+    parser.add_argument("--start-eval-from", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_demo)
 
 
@@ -272,6 +274,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         stcr=_flag(args.stcr),
         seed=args.seed,
         quick=args.quick,
+        start_eval_from=args.start_eval_from,
     )
     for name in ("steps", "beta", "stcr_base", "eval_samples"):
         if getattr(args, name) is not None:

@@ -79,7 +79,8 @@ def run_lock(folder: str | Path, command: str) -> Iterator[Path]:
         try:
             yield folder
         finally:
-            _held[folder] -= 1
+            if folder in _held:  # the outer hold may have ended first (an unclosed trainer)
+                _held[folder] -= 1
         return
     path = folder / LOCK_FILE
     record = {

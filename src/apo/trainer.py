@@ -67,6 +67,8 @@ from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
 
+EVAL_STREAM = 2**40  # evaluation seeds: prompt_seed(seed, step, EVAL_STREAM), apart from prompts
+
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -664,15 +666,23 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Accuracy, lengths, truncation and format rates on every evaluation set."""
+        """Accuracy, lengths, truncation and format rates on every evaluation set.
+
+        Sampled under its own seed, (training seed, step), with the random state of
+        training put back afterwards: evaluating (or not, or more often) never changes
+        the training run, and a run's evaluations can be reused (apo compare).
+        """
         accelerator = self.accelerator
-        return self.evaluation.evaluate(
-            self.engine,
-            self.config.rollout,
-            rank=accelerator.process_index,
-            world=accelerator.num_processes,
-            gather=gather_object,
-        )
+        device = accelerator.device
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(prompt_seed(self.config.training.seed, self.step_index, EVAL_STREAM))
+            return self.evaluation.evaluate(
+                self.engine,
+                self.config.rollout,
+                rank=accelerator.process_index,
+                world=accelerator.num_processes,
+                gather=gather_object,
+            )
 
     # ------------------------------------------------------------------ checkpoints
 

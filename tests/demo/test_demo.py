@@ -5,7 +5,10 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from apo.demo.compare import run_compare
+from apo.demo.run import DemoSettings, run_demo
 from apo.tracking import read_metrics
 from tests.trainer.conftest import ROOT
 
@@ -102,6 +105,35 @@ def test_compare_runs_variants_side_by_side(tmp_path):
     apo = read_metrics(tmp_path / "compare" / "apo" / "seed0")
     assert all(r["dads/shaped_frac"] == 0 for r in grpo if "dads/shaped_frac" in r)
     assert any("stcr/penalized_frac" in r for r in apo)
+    assert apo[0] == grpo[0]  # APO reused GRPO's start evaluation
+
+
+def test_a_reused_start_evaluation_equals_a_measured_one(tmp_path):
+    def demo(name, **settings):
+        return run_demo(DemoSettings(output_dir=str(tmp_path / name), quick=True, **settings))
+
+    demo("grpo", algorithm="grpo")
+    reused = demo("reused", start_eval_from=str(tmp_path / "grpo"))
+    measured = demo("measured")
+    assert read_metrics(tmp_path / "reused")[0] == read_metrics(tmp_path / "measured")[0]
+    assert reused["before_after"] == measured["before_after"]  # same run from there on
+    assert [
+        r["step"] for r in read_metrics(tmp_path / "reused") if "eval/general/accuracy" in r
+    ] == [
+        0,
+        3,
+    ]
+    with pytest.raises(ValueError, match=r"--start-eval-from .*: its reasoning questions differ"):
+        demo("other-seed", seed=1, start_eval_from=str(tmp_path / "grpo"))
+    with pytest.raises(ValueError, match="its settings differ from this run's in rollout"):
+        run_demo(
+            DemoSettings(
+                output_dir=str(tmp_path / "longer"),
+                quick=True,
+                max_new_tokens=64,
+                start_eval_from=str(tmp_path / "grpo"),
+            )
+        )
 
 
 def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path):

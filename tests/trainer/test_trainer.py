@@ -16,7 +16,7 @@ from apo.evaluation.judge import Judge
 from apo.models import unwrap_model
 from apo.tracking import read_metrics
 from apo.trainer import StopTraining, Trainer
-from tests.trainer.conftest import VARIED, favour_end_token
+from tests.trainer.conftest import ROOT, VARIED, favour_end_token
 
 SHORT_IS_RIGHT = {
     "components": [{"name": f"{VARIED}:short"}],
@@ -268,8 +268,6 @@ def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypat
 
 
 def test_periodic_evaluation(make_config):
-    from tests.trainer.conftest import ROOT
-
     data = ROOT / "examples" / "data"
     datasets = {
         "viewr1": {"data": {"path": str(data / "viewr1.jsonl"), "max_prompt_length": 1024}},
@@ -294,6 +292,21 @@ def test_periodic_evaluation(make_config):
             "eval/plain/format_rate",
             "eval/plain/length_mean",
         } <= record.keys()
+
+
+def test_evaluating_never_changes_the_training_run(make_config):
+    # Sampled evaluations draw from their own seed and put the training random state
+    # back: a run evaluated every step trains exactly like one never evaluated.
+    data = ROOT / "examples" / "data" / "plain.jsonl"
+    sampled = {"data": {"path": str(data), "max_prompt_length": 1024}, "temperature": 1.0}
+    runs = []
+    for name, evaluation in (
+        ("evaluated", {"every": 1, "at_start": True, "datasets": {"plain": sampled}}),
+        ("not-evaluated", {"every": 0, "at_start": False, "datasets": {}}),
+    ):
+        exported = Trainer(make_config(name, eval=evaluation, checkpoint={"every": 0})).train()
+        runs.append(load_file(str(exported / "model.safetensors")))
+    assert all(torch.equal(runs[0][key], runs[1][key]) for key in runs[0])
 
 
 def test_periodic_evaluation_on_a_benchmark(make_config, tmp_path, monkeypatch):
