@@ -186,6 +186,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     logging.getLogger("apo").setLevel(logging.INFO)  # "resumed from ...", removed leftovers
     _quiet_model_loading()
+    from apo.agreement import AgreedFailure
     from apo.checkpoint import CheckpointError, latest_checkpoint
     from apo.memory import OutOfMemory
     from apo.trainer import StopTraining, Trainer, TrainingFailure
@@ -204,10 +205,11 @@ def _run_train(args: argparse.Namespace) -> int:
                 + (f"resume from {last} with --resume" if last else "no checkpoint was written")
             )
         return int(stop.code)
-    except (TrainingFailure, OutOfMemory, CheckpointError) as error:
-        print(f"apo train: error: {error}", file=sys.stderr)
-        last = latest_checkpoint(Path(config.logging.output_dir) / "checkpoints")
-        print(f"resume from {last} with --resume" if last else "no checkpoint was written")
+    except (TrainingFailure, AgreedFailure, OutOfMemory, CheckpointError) as error:
+        if trainer.is_main:  # every process raises the same error: one message
+            print(f"apo train: error: {error}", file=sys.stderr)
+            last = latest_checkpoint(Path(config.logging.output_dir) / "checkpoints")
+            print(f"resume from {last} with --resume" if last else "no checkpoint was written")
         return 3
     if exported is not None and trainer.is_main:
         print(f"trained model: {exported}")

@@ -59,9 +59,11 @@ def retry_halving(
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
+            # "process N: ...": another process ran out (apo.agreement); say which
+            where = str(error).split(":", 1)[0] if str(error).startswith("process ") else ""
         release_memory()  # here, once the traceback holding the tensors is gone
         if size <= 1 or not retry:
-            raise OutOfMemory(advice(size))
+            raise OutOfMemory(f"{where}: {advice(size)}" if where else advice(size))
         smaller = (size + 1) // 2
         on_halve(size, smaller)
         size = smaller

@@ -26,13 +26,22 @@ import os
 import signal
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch import Tensor
 
+from apo.agreement import (
+    AgreedFailure,
+    all_reduce_mean_gradients,
+    raise_agreed,
+    report_of,
+    run_agreed,
+)
 from apo.algorithms import apo_objective, shape_advantages, varied_groups
 from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
@@ -44,7 +53,7 @@ from apo.checkpoint import (
     save_checkpoint,
 )
 from apo.config import TrainConfig, config_to_yaml
-from apo.data import PromptDataset, ResumableSampler
+from apo.data import Example, PromptDataset, ResumableSampler
 from apo.evaluation.training import PeriodicEvaluation
 from apo.export import save_model_folder
 from apo.memory import OutOfMemory, retry_halving
@@ -61,11 +70,13 @@ from apo.optim import build_optimizer
 from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder, resume_point
 from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
-from apo.rewards.runner import FAILURE_KINDS
+from apo.rewards.runner import FAILURE_KINDS, RewardResult
 from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
 from apo.tracking import RunTracker, sample_records
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EVAL_STREAM = 2**40  # evaluation seeds: prompt_seed(seed, step, EVAL_STREAM), apart from prompts
 
@@ -101,8 +112,12 @@ class Trainer:
         # Several processes without a GPU: accelerate wants cpu=True to use gloo.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         # A micro-batch without images leaves the vision tower without gradients:
-        # DDP must look for unused parameters, or processes fall out of step.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        # DDP must look for unused parameters, or processes fall out of step. No
+        # buffer broadcast before each forward (a language model's buffers, rotary
+        # frequencies, are the same everywhere): forward passes then hold no
+        # collective, so a process that failed mid-update cannot strand the others
+        # in one (apo.agreement).
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
         self.accelerator = Accelerator(
             mixed_precision=config.training.precision, cpu=multi_cpu, kwargs_handlers=[ddp]
         )
@@ -177,6 +192,9 @@ class Trainer:
             policy, config.optim, total_updates, self.accelerator.device.type
         )
         self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
+        # Several DDP processes average gradients once per update, after agreeing
+        # that none failed (apo.agreement); sharded engines keep their own sync.
+        self._explicit_sync = isinstance(self.policy, torch.nn.parallel.DistributedDataParallel)
         # Not prepared: accelerate would step it once per process. Its state goes in
         # trainer_state.json: accelerate would pickle it and load it with code allowed.
         self.scheduler = scheduler
@@ -226,7 +244,7 @@ class Trainer:
                 while self.step_index < self.total_steps:
                     try:
                         metrics = self.step()
-                    except TrainingFailure:
+                    except (TrainingFailure, AgreedFailure, OutOfMemory):
                         self.save_checkpoint()  # the weights are still the last good ones
                         raise
                     self.step_index += 1
@@ -263,21 +281,12 @@ class Trainer:
         indices = [global_indices[p] for p in self.positions]
         prompts = self.dataset.prompt_inputs(indices)
 
-        # 2. generate G responses per prompt
-        start = time.perf_counter()
-        seeds = None
-        if cfg.rollout.seed_per_prompt:
-            seeds = [prompt_seed(cfg.training.seed, self.step_index, p) for p in self.positions]
-        rollouts = self._generate(prompts, seeds)
-        timings["time/generation"] = time.perf_counter() - start
-
-        # 3. score them
-        start = time.perf_counter()
+        # 2.-3. generate G responses per prompt and score them (a failure on one
+        # process stops every process here, with its message)
         examples = [self.dataset.examples[i] for i in indices]
-        scored = self.rewards.score(
-            [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
+        rollouts, scored = self._agreed(
+            lambda: self._generate_and_score(prompts, examples, timings)
         )
-        timings["time/reward"] = time.perf_counter() - start
 
         self._check_reward_failures(scored.failures, len(rollouts))
 
@@ -328,6 +337,27 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ pieces of a step
+
+    def _agreed(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``; with several processes, a failure on any is raised on all."""
+        return run_agreed(attempt, gather_object, self.accelerator.num_processes)
+
+    def _generate_and_score(
+        self, prompts: list[PromptInput], examples: list[Example], timings: dict[str, float]
+    ) -> tuple[list[Rollout], RewardResult]:
+        cfg = self.config
+        start = time.perf_counter()
+        seeds = None
+        if cfg.rollout.seed_per_prompt:
+            seeds = [prompt_seed(cfg.training.seed, self.step_index, p) for p in self.positions]
+        rollouts = self._generate(prompts, seeds)
+        timings["time/generation"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scored = self.rewards.score(
+            [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
+        )
+        timings["time/reward"] = time.perf_counter() - start
+        return rollouts, scored
 
     def _generate(self, prompts: list[PromptInput], seeds: list[int] | None) -> list[Rollout]:
         """The engine's rollouts; it retries smaller batches itself after running out of
@@ -399,11 +429,13 @@ class Trainer:
             first = min(self.logprob_batch_size, rows) if self.logprob_batch_size else widest
             retry_halving(
                 # batches as wide as the widest micro-batch: the micro-batches themselves
-                lambda size, micro_batches=micro_batches, widest=widest: self._log_prob_pass(
-                    micro_batches, reference, not on_policy, None if size == widest else size
+                lambda size, micro_batches=micro_batches, widest=widest: self._agreed(
+                    lambda: self._log_prob_pass(
+                        micro_batches, reference, not on_policy, None if size == widest else size
+                    )
                 ),
                 first,
-                retry=self.accelerator.num_processes == 1,
+                retry=self.accelerator.num_processes == 1 or self._explicit_sync,
                 on_halve=self._smaller_log_prob_batches,
                 advice=lambda size: (
                     f"out of memory in the log-prob pass at step {self.step_index + 1}. "
@@ -481,7 +513,8 @@ class Trainer:
                         updates[index], denominator
                     ),
                     max(len(m) for m in micro_batches),
-                    retry=accelerator.num_processes == 1,
+                    # several processes retry in step only when they agree on failures
+                    retry=accelerator.num_processes == 1 or self._explicit_sync,
                     on_halve=lambda old, new: self._smaller_micro_batches(updates, new),
                     advice=self._update_advice,
                 )
@@ -513,36 +546,60 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         temperature = cfg.rollout.temperature or 1.0
         sums: dict[str, float] = {}
+        failure = None
         for index, micro in enumerate(micro_batches):
             last = index == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
-            with sync:
-                result = sequence_log_probs(
-                    self.policy,
-                    micro.batch,
-                    temperature=temperature,
-                    chunk_size=cfg.batch.logprob_chunk_size,
-                    with_entropy=True,
-                )
-                old = result.logp.detach() if micro.old_logp is None else micro.old_logp
-                loss, metrics = apo_objective(
-                    result.logp,
-                    old,
-                    micro.ref_logp,
-                    micro.loss_mask,
-                    micro.advantages,
-                    micro.kl_weights,
-                    cfg.algorithm,  # no reference (ref_logp None) only with beta = 0
-                    max_tokens=cfg.rollout.max_new_tokens,
-                    denominator=denominator,
-                )
-                # DDP averages gradients over processes; the denominator already
-                # counts every process, so undo that average.
-                accelerator.backward(loss * accelerator.num_processes)
-            metrics["entropy/mean"] = result.entropy[micro.batch.response_mask].mean()
+            if self._explicit_sync:
+                # No process may enter a gradient all-reduce that another, having
+                # failed, never reaches: accumulate locally, agree, then average.
+                try:
+                    with accelerator.no_sync(self.policy):
+                        metrics = self._forward_backward(micro, denominator, temperature)
+                except Exception as error:
+                    failure = error
+                    break
+            else:
+                sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
+                with sync:
+                    metrics = self._forward_backward(micro, denominator, temperature)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
+        if self._explicit_sync:
+            raise_agreed(gather_object([report_of(failure)]))
+            all_reduce_mean_gradients(
+                self.policy.parameters(), lambda t: accelerator.reduce(t, "mean")
+            )
         return sums
+
+    def _forward_backward(
+        self, micro: MicroBatch, denominator: float, temperature: float
+    ) -> dict[str, Tensor]:
+        """One micro-batch's loss and its backward; returns its metric values."""
+        cfg, accelerator = self.config, self.accelerator
+        result = sequence_log_probs(
+            self.policy,
+            micro.batch,
+            temperature=temperature,
+            chunk_size=cfg.batch.logprob_chunk_size,
+            with_entropy=True,
+        )
+        old = result.logp.detach() if micro.old_logp is None else micro.old_logp
+        loss, metrics = apo_objective(
+            result.logp,
+            old,
+            micro.ref_logp,
+            micro.loss_mask,
+            micro.advantages,
+            micro.kl_weights,
+            cfg.algorithm,  # no reference (ref_logp None) only with beta = 0
+            max_tokens=cfg.rollout.max_new_tokens,
+            denominator=denominator,
+        )
+        # DDP averages gradients over processes; the denominator already
+        # counts every process, so undo that average.
+        accelerator.backward(loss * accelerator.num_processes)
+        metrics["entropy/mean"] = result.entropy[micro.batch.response_mask].mean()
+        return metrics
 
     def _check_reward_failures(self, failures: dict, responses: int) -> None:
         """Count steps in which a reward component failed on every response (all

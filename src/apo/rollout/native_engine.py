@@ -9,7 +9,10 @@ that already stopped. This engine
    (``Cache.batch_repeat_interleave``), so a prompt is encoded once per group;
 2. samples each step from the same distribution as ``generate`` (placeholder
    tokens suppressed, the end token masked when ``ignore_eos``, then
-   temperature, top-k and top-p, in that order);
+   temperature, top-k and top-p, in that order). Only these: extras a model's
+   ``generation_config`` may carry (a repetition penalty, as some instruct
+   models ship) are not applied, so responses are drawn from the policy whose
+   log-probs the update computes;
 3. drops the rows that ended (end token or stop string) from the batch and the
    cache (``Cache.batch_select_indices``) once a quarter of the rows still
    decoding has ended, so finished rows stop costing work.
@@ -196,10 +199,9 @@ class NativeEngine(TransformersEngine):
         for step in range(sampling.max_new_tokens):
             scores = next_token_logits(logits, sampling, suppressed, end_ids)
             chosen = choose_tokens(scores, sampling.temperature == 0)
-            decoding = (~done).nonzero().squeeze(1).tolist()
-            chosen_list = chosen.tolist()
-            for row in decoding:
-                generated[int(active[row])].append(chosen_list[row])
+            responses, tokens = active.tolist(), chosen.tolist()
+            for row in (~done).nonzero().squeeze(1).tolist():
+                generated[responses[row]].append(tokens[row])
             ended = torch.isin(chosen, end_tensor).cpu()
             if stops is not None:
                 history = torch.cat([history, chosen[:, None]], dim=1)
