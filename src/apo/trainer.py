@@ -184,7 +184,8 @@ class Trainer:
         self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
         # Both halved after running out of memory:
         self.micro_batch_size = config.batch.micro_batch_size
-        self._halved_micro_batches = False  # out of memory: micro-batches of rows since
+        # After running out of memory, micro-batches are cut by rows (no token budget).
+        self._halved_micro_batches = False
         # None: the no-grad passes run on the update's micro-batches themselves.
         self.logprob_batch_size = config.batch.logprob_batch_size
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs

@@ -35,7 +35,6 @@ from torch import Tensor
 from transformers import DynamicCache
 from transformers.generation.stopping_criteria import StopStringCriteria
 
-from apo.models.inputs import encode_prompts
 from apo.rollout.base import ENGINES, PromptInput, Rollout, SamplingConfig
 from apo.rollout.transformers_engine import (
     TransformersEngine,
@@ -131,33 +130,14 @@ class NativeEngine(TransformersEngine):
                 self._warned = True
             return super()._generate_chunk(model, prompts, offset, sampling)
         model = decoder
-        device = next(model.parameters()).device
-        inputs = encode_prompts(
-            self.processor,
-            [p.text for p in prompts],
-            [p.images for p in prompts],
-            self.is_multimodal,
-        )
-        inputs = {key: value.to(device) for key, value in inputs.items()}
+        inputs = self._encode(model, prompts)
         greedy = sampling.temperature == 0
         # Greedy decoding gives G identical responses: decode once, copy below.
         copies = 1 if greedy else sampling.group_size
         tokens = self._decode(model, inputs, copies, sampling)
         if greedy and sampling.group_size > 1:
             tokens = [row for row in tokens for _ in range(sampling.group_size)]
-        end_ids = _end_token_ids(model, self.tokenizer)
-        rollouts = []
-        for row, generated in enumerate(tokens):
-            ids, reason = self._cut(generated, end_ids, sampling)
-            rollouts.append(
-                Rollout(
-                    prompt_index=offset + row // sampling.group_size,
-                    response_ids=ids,
-                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                    finish_reason=reason,
-                )
-            )
-        return rollouts
+        return self._rollouts(tokens, offset, _end_token_ids(model, self.tokenizer), sampling)
 
     def _decode(
         self, model: Any, inputs: dict[str, Tensor], copies: int, sampling: SamplingConfig

@@ -138,14 +138,7 @@ class TransformersEngine:
     def _generate_chunk(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
     ) -> list[Rollout]:
-        device = next(model.parameters()).device
-        inputs = encode_prompts(
-            self.processor,
-            [p.text for p in prompts],
-            [p.images for p in prompts],
-            self.is_multimodal,
-        )
-        inputs = {key: value.to(device) for key, value in inputs.items()}
+        inputs = self._encode(model, prompts)
         prompt_length = inputs["input_ids"].shape[1]
         end_ids = _end_token_ids(model, self.tokenizer)
         greedy = sampling.temperature == 0
@@ -176,9 +169,26 @@ class TransformersEngine:
         if greedy and sampling.group_size > 1:
             generated = generated.repeat_interleave(sampling.group_size, dim=0)
 
+        return self._rollouts(generated.tolist(), offset, end_ids, sampling)
+
+    def _encode(self, model: Any, prompts: Sequence[PromptInput]) -> dict[str, Any]:
+        """The prompts (and their images) as left-padded model inputs on its device."""
+        device = next(model.parameters()).device
+        inputs = encode_prompts(
+            self.processor,
+            [p.text for p in prompts],
+            [p.images for p in prompts],
+            self.is_multimodal,
+        )
+        return {key: value.to(device) for key, value in inputs.items()}
+
+    def _rollouts(
+        self, rows: list[list[int]], offset: int, end_ids: set[int], sampling: SamplingConfig
+    ) -> list[Rollout]:
+        """Generated token rows (G per prompt, in prompt order) as rollouts."""
         rollouts = []
-        for row in range(generated.shape[0]):
-            ids, reason = self._cut(generated[row].tolist(), end_ids, sampling)
+        for row, tokens in enumerate(rows):
+            ids, reason = self._cut(tokens, end_ids, sampling)
             rollouts.append(
                 Rollout(
                     prompt_index=offset + row // sampling.group_size,
