@@ -194,8 +194,8 @@ class NativeEngine(TransformersEngine):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], 1)
             if ended_since_drop >= COMPACT_SHARE * len(active):
                 keep = (~done).nonzero().squeeze(1)
-                cache.batch_select_indices(keep.to(logits.device))
                 device_keep = keep.to(logits.device)
+                cache.batch_select_indices(device_keep)
                 chosen, history = chosen[device_keep], history[device_keep]
                 attention_mask = attention_mask[device_keep]
                 next_position = next_position[device_keep]
