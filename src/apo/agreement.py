@@ -103,11 +103,9 @@ def all_reduce_mean_gradients(
     for parameter in used:
         if parameter.grad is None:
             parameter.grad = torch.zeros_like(parameter)
-    trainable = used
-    flat = torch.cat([p.grad.reshape(-1) for p in trainable])
-    flat = reduce(flat)
+    flat = reduce(torch.cat([p.grad.reshape(-1) for p in used]))
     offset = 0
-    for parameter in trainable:
+    for parameter in used:
         size = parameter.grad.numel()
         parameter.grad.copy_(flat[offset : offset + size].view_as(parameter.grad))
         offset += size

@@ -35,13 +35,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch import Tensor
 
-from apo.agreement import (
-    AgreedFailure,
-    all_reduce_mean_gradients,
-    raise_agreed,
-    report_of,
-    run_agreed,
-)
+from apo.agreement import AgreedFailure, all_reduce_mean_gradients, run_agreed
 from apo.algorithms import apo_objective, shape_advantages, varied_groups
 from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
@@ -543,33 +537,35 @@ class Trainer:
         self, micro_batches: list[MicroBatch], denominator: float
     ) -> dict[str, float]:
         """Forward and backward over one update's micro-batches; returns metric sums."""
-        cfg, accelerator = self.config, self.accelerator
+        accelerator = self.accelerator
         self.optimizer.zero_grad(set_to_none=True)
-        temperature = cfg.rollout.temperature or 1.0
-        sums: dict[str, float] = {}
-        failure = None
-        for index, micro in enumerate(micro_batches):
-            last = index == len(micro_batches) - 1
-            if self._explicit_sync:
-                # No process may enter a gradient all-reduce that another, having
-                # failed, never reaches: accumulate locally, agree, then average.
-                try:
-                    with accelerator.no_sync(self.policy):
-                        metrics = self._forward_backward(micro, denominator, temperature)
-                except Exception as error:
-                    failure = error
-                    break
-            else:
-                sync = contextlib.nullcontext() if last else accelerator.no_sync(self.policy)
-                with sync:
-                    metrics = self._forward_backward(micro, denominator, temperature)
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
         if self._explicit_sync:
-            raise_agreed(gather_object([report_of(failure)]))
+            # No process may enter a gradient all-reduce that another, having failed,
+            # never reaches: accumulate locally, agree, then average.
+            sums = self._agreed(lambda: self._accumulate(micro_batches, denominator, sync=False))
             all_reduce_mean_gradients(
                 self.policy.parameters(), lambda t: accelerator.reduce(t, "mean")
             )
+            return sums
+        return self._accumulate(micro_batches, denominator, sync=True)
+
+    def _accumulate(
+        self, micro_batches: list[MicroBatch], denominator: float, sync: bool
+    ) -> dict[str, float]:
+        """Each micro-batch's forward and backward; with ``sync``, DDP averages the
+        gradients in the last backward."""
+        temperature = self.config.rollout.temperature or 1.0
+        sums: dict[str, float] = {}
+        for index, micro in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            if sync and last:
+                context = contextlib.nullcontext()
+            else:
+                context = self.accelerator.no_sync(self.policy)
+            with context:
+                metrics = self._forward_backward(micro, denominator, temperature)
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
         return sums
 
     def _forward_backward(
