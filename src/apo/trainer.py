@@ -56,6 +56,8 @@ from apo.models import (
     SequenceBatch,
     apply_lora,
     build_reference,
+    check_sharding,
+    fsdp_modules,
     load_model,
     resolve_dtype,
     sequence_log_probs,
@@ -190,6 +192,12 @@ class Trainer:
         # Several DDP processes average gradients once per update, after agreeing
         # that none failed (apo.agreement); sharded engines keep their own sync.
         self._explicit_sync = isinstance(self.policy, torch.nn.parallel.DistributedDataParallel)
+        check_sharding(self.policy, lora=config.lora.enabled)
+        self._fsdp2 = bool(fsdp_modules(self.policy))
+        for module in fsdp_modules(self.policy):
+            # A process whose micro-batch has no image leaves the vision tower
+            # without gradients; the others do not: reduce zeros for it.
+            module.set_reduce_scatter_unused_params(True)
         # Not prepared: accelerate would step it once per process. Its state goes in
         # trainer_state.json: accelerate would pickle it and load it with code allowed.
         self.scheduler = scheduler
@@ -558,7 +566,9 @@ class Trainer:
         sums: dict[str, float] = {}
         for index, micro in enumerate(micro_batches):
             last = index == len(micro_batches) - 1
-            if sync and last:
+            # FSDP2 reduces each micro-batch's gradients: accumulating them unsynced
+            # would hold a whole unsharded gradient per process, what FSDP avoids.
+            if (sync and last) or self._fsdp2:
                 context = contextlib.nullcontext()
             else:
                 context = self.accelerator.no_sync(self.policy)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from apo.models import build_sequence_batch, encode_prompts, sequence_log_probs
+from apo.models import build_sequence_batch, encode_prompts, logprobs, sequence_log_probs
 from tests.helpers import chat_prompt, image, tiny_text_model
 
 
@@ -82,17 +82,24 @@ def test_no_full_vocabulary_float32_tensor_for_the_batch(tiny, monkeypatch):
     """The output head only ever sees chunk_size tokens at a time."""
     batch = _batch(tiny)
     head = tiny.model.get_output_embeddings()
-    seen = []
-    handle = head.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    in_forward, chunks = [], []
+    handle = head.register_forward_hook(lambda module, args, out: in_forward.append(out.shape))
+    apply_head = logprobs._head_logits
+
+    def recording(head, hidden):
+        chunks.append(hidden.shape[0])
+        return apply_head(head, hidden)
+
+    monkeypatch.setattr(logprobs, "_head_logits", recording)
     try:
         with torch.no_grad():
             sequence_log_probs(tiny.model, batch, chunk_size=4)
     finally:
         handle.remove()
     # The model's own forward computes logits for 1 position per row (logits_to_keep=1).
-    assert seen[0][:2] == (3, 1)
-    assert all(shape[0] <= 4 for shape in seen[1:])
-    assert sum(shape[0] for shape in seen[1:]) == int(batch.response_mask.sum())
+    assert [shape[:2] for shape in in_forward] == [(3, 1)]
+    assert all(rows <= 4 for rows in chunks)
+    assert sum(chunks) == int(batch.response_mask.sum())
 
 
 def test_text_only_model(tmp_path, tiny_path):

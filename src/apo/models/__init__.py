@@ -23,6 +23,7 @@ from apo.models.reference import (
     ReferencePolicy,
     build_reference,
 )
+from apo.models.sharding import check_sharding, fsdp_modules, gathered_weights
 from apo.models.tiny import TINY_MODEL_NAME, tiny_model_path
 from apo.models.unwrap import unwrap_model
 
@@ -40,9 +41,12 @@ __all__ = [
     "apply_lora",
     "build_reference",
     "build_sequence_batch",
+    "check_sharding",
     "collate_prompts",
     "encode_prompts",
     "freeze_vision_tower",
+    "fsdp_modules",
+    "gathered_weights",
     "has_adapters",
     "load_model",
     "pad_responses",

@@ -31,10 +31,20 @@ class TokenLogProbs:
     entropy: Tensor | None
 
 
+def _head_logits(head: torch.nn.Module, hidden: Tensor) -> Tensor:
+    """``head(hidden)``; a linear head is applied as a function, without its module
+    hooks: FSDP2 takes a sharded head's backward hook for the end of its group's
+    backward and reduces the group's gradients there, before the tied input
+    embedding's share has arrived (the chunks run after the model's forward)."""
+    if isinstance(head, torch.nn.Linear):
+        return torch.nn.functional.linear(hidden, head.weight, head.bias)
+    return head(hidden)
+
+
 def _token_stats(
     hidden: Tensor, targets: Tensor, head: torch.nn.Module, temperature: float, with_entropy: bool
 ) -> tuple[Tensor, Tensor]:
-    logits = head(hidden).float()
+    logits = _head_logits(head, hidden).float()
     if temperature != 1.0:
         logits = logits / temperature
     log_normaliser = torch.logsumexp(logits, dim=-1)

@@ -10,6 +10,7 @@ import torch
 
 from apo.memory import retry_halving
 from apo.models.inputs import encode_prompts
+from apo.models.sharding import gathered_weights
 from apo.models.unwrap import unwrap_model
 from apo.rollout.base import ENGINES, FinishReason, PromptInput, Rollout, SamplingConfig
 
@@ -85,18 +86,29 @@ class TransformersEngine:
         was_training = model.training
         model.eval()  # no dropout while sampling
         try:
-            if seeds is not None:
-                if len(seeds) != len(prompts):
-                    raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-                rollouts: list[Rollout] = []
-                for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
-                    with torch.random.fork_rng(devices=_cuda_devices(model)):
-                        torch.manual_seed(seed)
-                        rollouts += self._generate_in_batches(model, [prompt], index, sampling)
-                return rollouts
-            return self._generate_in_batches(model, prompts, 0, sampling)
+            # Sharded weights gathered whole: each process may run its own number of passes.
+            with gathered_weights(model):
+                return self._generate(model, prompts, sampling, seeds)
         finally:
             model.train(was_training)
+
+    def _generate(
+        self,
+        model: Any,
+        prompts: Sequence[PromptInput],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None,
+    ) -> list[Rollout]:
+        if seeds is None:
+            return self._generate_in_batches(model, prompts, 0, sampling)
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        rollouts: list[Rollout] = []
+        for index, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+            with torch.random.fork_rng(devices=_cuda_devices(model)):
+                torch.manual_seed(seed)
+                rollouts += self._generate_in_batches(model, [prompt], index, sampling)
+        return rollouts
 
     def _generate_in_batches(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
