@@ -32,7 +32,12 @@ from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    DistributedType,
+    gather_object,
+    set_seed,
+)
 from torch import Tensor
 
 from apo.agreement import AgreedFailure, all_reduce_mean_gradients, run_agreed
@@ -100,6 +105,20 @@ class RewardFailure(TrainingFailure):
     """A reward component failed on every response for too many steps in a row."""
 
 
+def check_distributed_mode(distributed_type: DistributedType) -> None:
+    """ValueError, naming the alternatives, for an accelerate mode apo's update
+    cannot run correctly."""
+    if distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(
+            "DeepSpeed is not supported by apo train: through accelerate, DeepSpeed's "
+            "engine clips and steps the optimizer inside every micro-batch's backward, "
+            "while an apo update accumulates several micro-batches under its own loss "
+            "denominators, clipping and NaN checks. Use FSDP2 "
+            "(configs/accelerate/fsdp2.yaml) or DDP, or run APO in TRL's trainer "
+            "(examples/trl_apo.py), which runs DeepSpeed"
+        )
+
+
 class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
 
@@ -117,6 +136,7 @@ class Trainer:
         self.accelerator = Accelerator(
             mixed_precision=config.training.precision, cpu=multi_cpu, kwargs_handlers=[ddp]
         )
+        check_distributed_mode(self.accelerator.distributed_type)
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(config.logging.output_dir)
         set_seed(config.training.seed, device_specific=True)  # + process index

@@ -1,6 +1,6 @@
 """FSDP2 on 2 CPU processes (gloo), as ``accelerate launch`` with
 configs/accelerate/fsdp2.yaml runs it: it trains like one process and resumes
-exactly from its sharded checkpoints (docs/DISTRIBUTED.md)."""
+exactly from its sharded checkpoints; DeepSpeed is refused (docs/DISTRIBUTED.md)."""
 
 import os
 import shutil
@@ -9,9 +9,11 @@ import sys
 
 import pytest
 import torch
+from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
 from apo.tracking import read_metrics
+from apo.trainer import check_distributed_mode
 from tests.trainer.conftest import ROOT
 from tests.trainer.fsdp_launch import launch_environment
 from tests.trainer.test_distributed_and_cli import apo, config_file
@@ -88,3 +90,15 @@ def test_fsdp2_resumes_exactly_from_a_sharded_checkpoint(runs):
     assert [r["step"] for r in read_metrics(resumed)] == [1, 2]
     straight, again = final_weights(runs / "fsdp"), final_weights(resumed)
     assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+@pytest.mark.parametrize(
+    "mode", ["NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED"], ids=str.lower
+)
+def test_deepspeed_is_refused_with_the_alternatives(mode):
+    mode = DistributedType[mode]
+    if mode == DistributedType.DEEPSPEED:
+        with pytest.raises(ValueError, match=r"DeepSpeed is not supported .* Use FSDP2"):
+            check_distributed_mode(mode)
+    else:
+        check_distributed_mode(mode)
