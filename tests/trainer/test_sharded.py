@@ -12,6 +12,7 @@ import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
+from apo.models import ModelConfig, load_model
 from apo.tracking import read_metrics
 from apo.trainer import check_distributed_mode
 from tests.trainer.conftest import ROOT
@@ -77,6 +78,8 @@ def test_fsdp2_trains_like_one_process(runs, tiny_path):
     apart = max((w1[k] - w2[k]).abs().max().item() for k in w1)
     assert moved > 1e-3
     assert apart < 0.05 * moved  # as for DDP: float sums in another order
+    loaded = load_model(ModelConfig(name_or_path=str(runs / "fsdp" / "final_model"))).model
+    assert torch.equal(loaded.get_input_embeddings().weight, w2["model.embed_tokens.weight"])
 
 
 def test_fsdp2_resumes_exactly_from_a_sharded_checkpoint(runs):
