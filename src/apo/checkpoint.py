@@ -66,7 +66,8 @@ def verify_checkpoint(checkpoint: str | Path, processes: int = 1) -> None:
 
     Checks the trainer state (JSON with :data:`STATE_KEYS`), every safetensors file
     (its header and that the file holds all the bytes the header announces), every
-    ``torch.save`` file (a zip archive: each member's CRC), and that the RNG state of
+    ``torch.save`` file (a zip archive: each member's CRC), that each folder of FSDP
+    shards has its index (``.metadata``), and that the RNG state of
     each of ``processes`` processes is there (accelerate skips a missing or unreadable
     one silently, which would break bit-exact resume).
     """
@@ -92,6 +93,10 @@ def verify_checkpoint(checkpoint: str | Path, processes: int = 1) -> None:
                 raise DamagedCheckpoint(f"{path} is damaged ({error})") from None
             if bad is not None:
                 raise DamagedCheckpoint(f"{path} is damaged (a bad CRC in {bad})")
+    for shards in sorted({path.parent for path in checkpoint.rglob("*.distcp")}):
+        # torch.distributed.checkpoint writes its index once every shard is written
+        if not (shards / ".metadata").is_file():
+            raise DamagedCheckpoint(f"{shards} is incomplete (no .metadata index of its shards)")
     for rank in range(processes):
         path = checkpoint / f"random_states_{rank}.pkl"
         if not path.is_file():

@@ -8,10 +8,12 @@ config, in its dtype, then the saved weights (or the LoRA adapter) on top.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import merge_fsdp_weights
 
 from apo.checkpoint import (
     STATE_FILE,
@@ -24,6 +26,7 @@ from apo.models import LoadedModel, ModelConfig, has_adapters, load_model
 
 WEIGHTS_FILE = "model.safetensors"  # what accelerate saves for a full fine-tune
 ADAPTER_DIR = "adapter"  # the LoRA adapter (see checkpoint.register_lora_hooks)
+SHARDED_DIR = "pytorch_model_fsdp_0"  # accelerate's FSDP sharded weights, one file per process
 
 
 def save_model_folder(
@@ -74,10 +77,10 @@ def check_checkpoint(path: str | Path) -> None:
             f"; it is a run folder: give one of its checkpoints, e.g. {saved[-1]}" if saved else ""
         )
         raise ValueError(f"{path} is not a checkpoint of apo train (no {STATE_FILE} of apo){hint}")
-    if not (path / WEIGHTS_FILE).is_file() and not (path / ADAPTER_DIR).is_dir():
+    if not any((path / name).exists() for name in (WEIGHTS_FILE, ADAPTER_DIR, SHARDED_DIR)):
         raise ValueError(
-            f"checkpoint {path} holds neither {WEIGHTS_FILE} nor {ADAPTER_DIR}/ (a sharded "
-            "FSDP or DeepSpeed checkpoint cannot be exported yet)"
+            f"checkpoint {path} holds no weights: neither {WEIGHTS_FILE}, {ADAPTER_DIR}/ "
+            f"nor {SHARDED_DIR}/"
         )
     verify_checkpoint(path, processes=0)  # no RNG state is needed to export
 
@@ -105,6 +108,7 @@ def _load_checked(
     merge_lora: bool,
 ) -> LoadedModel:
     """:func:`load_checkpoint_model` of a checkpoint :func:`check_checkpoint` passed."""
+    from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
     state = read_trainer_state(checkpoint)
@@ -123,6 +127,12 @@ def _load_checked(
         loaded.model = PeftModel.from_pretrained(loaded.model, checkpoint / ADAPTER_DIR)
         if merge_lora:
             loaded.model = loaded.model.merge_and_unload()
+    elif (checkpoint / SHARDED_DIR).is_dir():
+        # FSDP's shards merged into whole weights, in one process
+        with tempfile.TemporaryDirectory() as merged:
+            merge_fsdp_weights(str(checkpoint / SHARDED_DIR), merged, safe_serialization=True)
+            # every name of a tied weight is there: torch's loader expects them all
+            loaded.model.load_state_dict(load_file(Path(merged) / WEIGHTS_FILE), strict=True)
     else:
         # strict: a checkpoint of another architecture fails here, naming the keys
         load_weights(loaded.model, checkpoint / WEIGHTS_FILE, strict=True)

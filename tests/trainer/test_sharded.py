@@ -12,6 +12,8 @@ import torch
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
+from apo.checkpoint import DamagedCheckpoint, verify_checkpoint
+from apo.export import export_checkpoint
 from apo.models import ModelConfig, load_model
 from apo.tracking import read_metrics
 from apo.trainer import check_distributed_mode
@@ -105,3 +107,18 @@ def test_deepspeed_is_refused_with_the_alternatives(mode):
             check_distributed_mode(mode)
     else:
         check_distributed_mode(mode)
+
+
+def test_a_sharded_checkpoint_exports_the_weights_of_its_step(runs, tmp_path):
+    exported = export_checkpoint(runs / "fsdp" / "checkpoints" / "step-00000002", tmp_path / "out")
+    final, again = final_weights(runs / "fsdp"), load_file(str(exported / "model.safetensors"))
+    assert set(again) <= set(final)  # the gathered final_model also names the tied head
+    assert all(torch.equal(final[k], again[k]) for k in again)
+
+
+def test_a_sharded_checkpoint_missing_its_index_is_named(runs, tmp_path):
+    damaged = tmp_path / "step-00000002"
+    shutil.copytree(runs / "fsdp" / "checkpoints" / "step-00000002", damaged)
+    (damaged / "optimizer_0" / ".metadata").unlink()
+    with pytest.raises(DamagedCheckpoint, match=r"optimizer_0 is incomplete \(no \.metadata"):
+        verify_checkpoint(damaged, processes=2)
