@@ -36,7 +36,8 @@ def _head_logits(head: torch.nn.Module, hidden: Tensor) -> Tensor:
     hooks: FSDP2 takes a sharded head's backward hook for the end of its group's
     backward and reduces the group's gradients there, before the tied input
     embedding's share has arrived (the chunks run after the model's forward)."""
-    if isinstance(head, torch.nn.Linear):
+    # nn.Linear's own forward only (a quantised linear layer overrides it)
+    if isinstance(head, torch.nn.Linear) and type(head).forward is torch.nn.Linear.forward:
         return torch.nn.functional.linear(hidden, head.weight, head.bias)
     return head(hidden)
 
