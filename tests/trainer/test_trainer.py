@@ -84,6 +84,21 @@ def test_training_changes_the_weights_and_writes_the_run(make_config, tiny_path)
     assert (run / "config.yaml").is_file()
 
 
+def test_bfloat16_weights_train_under_bf16_mixed_precision(make_config):
+    # The official View-R1 setting: the model's outputs come back in float32, the
+    # output head (applied after the model) is bfloat16.
+    config = make_config(
+        model={"dtype": "bfloat16"},
+        training={"max_steps": 1, "seed": 0, "precision": "bf16"},
+        checkpoint={"every": 0, "export_final_model": False},
+    )
+    trainer = Trainer(config)
+    trainer.train()
+    assert unwrap_model(trainer.policy).dtype == torch.bfloat16
+    (record,) = read_metrics(config.logging.output_dir)
+    assert math.isfinite(record["loss/total"]) and record["optim/grad_norm"] > 0
+
+
 def test_apo_shapes_what_grpo_leaves_alone(make_config):
     """Same rollouts: GRPO has no DADS/STCR effect, APO penalises long wrong answers
     and lowers the KL weight of the positives of mixed groups."""

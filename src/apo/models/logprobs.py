@@ -32,10 +32,14 @@ class TokenLogProbs:
 
 
 def _head_logits(head: torch.nn.Module, hidden: Tensor) -> Tensor:
-    """``head(hidden)``; a linear head is applied as a function, without its module
-    hooks: FSDP2 takes a sharded head's backward hook for the end of its group's
-    backward and reduces the group's gradients there, before the tied input
-    embedding's share has arrived (the chunks run after the model's forward)."""
+    """``head(hidden)``, in the head's dtype: mixed precision returns the model's
+    outputs in float32, and the head runs after the model, outside its autocast.
+
+    A linear head is applied as a function, without its module hooks: FSDP2 takes
+    a sharded head's backward hook for the end of its group's backward and reduces
+    the group's gradients there, before the tied input embedding's share arrives.
+    """
+    hidden = hidden.to(next(head.parameters()).dtype)
     # nn.Linear's own forward only (a quantised linear layer overrides it)
     if isinstance(head, torch.nn.Linear) and type(head).forward is torch.nn.Linear.forward:
         return torch.nn.functional.linear(hidden, head.weight, head.bias)
