@@ -20,6 +20,7 @@ LAYERS = {  # layer: the layers it may import (besides itself and the foundation
 }
 TRAINING = {
     "agreement",
+    "distributed",
     "batching",
     "optim",
     "metrics",

@@ -27,6 +27,8 @@ from apo.models import LoadedModel, ModelConfig, has_adapters, load_model
 WEIGHTS_FILE = "model.safetensors"  # what accelerate saves for a full fine-tune
 ADAPTER_DIR = "adapter"  # the LoRA adapter (see checkpoint.register_lora_hooks)
 SHARDED_DIR = "pytorch_model_fsdp_0"  # accelerate's FSDP sharded weights, one file per process
+# DeepSpeed ZeRO-1/2 (ZeRO-3 is refused): whole weights, under "module"
+DEEPSPEED_FILE = "pytorch_model/mp_rank_00_model_states.pt"
 
 
 def save_model_folder(
@@ -77,11 +79,9 @@ def check_checkpoint(path: str | Path) -> None:
             f"; it is a run folder: give one of its checkpoints, e.g. {saved[-1]}" if saved else ""
         )
         raise ValueError(f"{path} is not a checkpoint of apo train (no {STATE_FILE} of apo){hint}")
-    if not any((path / name).exists() for name in (WEIGHTS_FILE, ADAPTER_DIR, SHARDED_DIR)):
-        raise ValueError(
-            f"checkpoint {path} holds no weights: neither {WEIGHTS_FILE}, {ADAPTER_DIR}/ "
-            f"nor {SHARDED_DIR}/"
-        )
+    kinds = (WEIGHTS_FILE, ADAPTER_DIR, SHARDED_DIR, DEEPSPEED_FILE)
+    if not any((path / name).exists() for name in kinds):
+        raise ValueError(f"checkpoint {path} holds no weights: none of {', '.join(kinds)}")
     verify_checkpoint(path, processes=0)  # no RNG state is needed to export
 
 
@@ -133,6 +133,9 @@ def _load_checked(
             merge_fsdp_weights(str(checkpoint / SHARDED_DIR), merged, safe_serialization=True)
             # every name of a tied weight is there: torch's loader expects them all
             loaded.model.load_state_dict(load_file(Path(merged) / WEIGHTS_FILE), strict=True)
+    elif (checkpoint / DEEPSPEED_FILE).is_file():
+        saved_state = torch.load(checkpoint / DEEPSPEED_FILE, map_location="cpu", weights_only=True)
+        loaded.model.load_state_dict(saved_state["module"], strict=True)
     else:
         # strict: a checkpoint of another architecture fails here, naming the keys
         load_weights(loaded.model, checkpoint / WEIGHTS_FILE, strict=True)

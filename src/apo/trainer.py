@@ -53,6 +53,7 @@ from apo.checkpoint import (
 )
 from apo.config import TrainConfig, config_to_yaml
 from apo.data import Example, PromptDataset, ResumableSampler
+from apo.distributed import check_deepspeed_config, configure_deepspeed
 from apo.evaluation.training import PeriodicEvaluation
 from apo.export import save_model_folder
 from apo.memory import OutOfMemory, retry_halving
@@ -105,20 +106,6 @@ class RewardFailure(TrainingFailure):
     """A reward component failed on every response for too many steps in a row."""
 
 
-def check_distributed_mode(distributed_type: DistributedType) -> None:
-    """ValueError, naming the alternatives, for an accelerate mode apo's update
-    cannot run correctly."""
-    if distributed_type == DistributedType.DEEPSPEED:
-        raise ValueError(
-            "DeepSpeed is not supported by apo train: through accelerate, DeepSpeed's "
-            "engine clips and steps the optimizer inside every micro-batch's backward, "
-            "while an apo update accumulates several micro-batches under its own loss "
-            "denominators, clipping and NaN checks. Use FSDP2 "
-            "(configs/accelerate/fsdp2.yaml) or DDP, or run APO in TRL's trainer "
-            "(examples/trl_apo.py), which runs DeepSpeed"
-        )
-
-
 class Trainer:
     """Wires the components from a :class:`TrainConfig` and runs the loop."""
 
@@ -136,7 +123,9 @@ class Trainer:
         self.accelerator = Accelerator(
             mixed_precision=config.training.precision, cpu=multi_cpu, kwargs_handlers=[ddp]
         )
-        check_distributed_mode(self.accelerator.distributed_type)
+        self._deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self._deepspeed:
+            check_deepspeed_config(self.accelerator.state.deepspeed_plugin.deepspeed_config)
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(config.logging.output_dir)
         set_seed(config.training.seed, device_specific=True)  # + process index
@@ -208,6 +197,13 @@ class Trainer:
         optimizer, scheduler = build_optimizer(
             policy, config.optim, total_updates, self.accelerator.device.type
         )
+        if self._deepspeed:
+            configure_deepspeed(
+                self.accelerator.state.deepspeed_plugin.deepspeed_config,
+                config,
+                self.accelerator.num_processes,
+                policy,
+            )
         self.policy, self.optimizer = self.accelerator.prepare(policy, optimizer)
         # Several DDP processes average gradients once per update, after agreeing
         # that none failed (apo.agreement); sharded engines keep their own sync.
@@ -545,21 +541,35 @@ class Trainer:
                 for key, value in update_sums.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += len(micro_batches)
-                # The global norm (all processes agree on it): clipped, and checked.
-                max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
-                norm = float(accelerator.clip_grad_norm_(self.policy.parameters(), max_norm))
+                norm = self._clip_and_step()
                 if not math.isfinite(norm):
                     self._skip_nonfinite_update()
                     skipped += 1
                     continue
                 self._nonfinite_in_a_row = 0
                 grad_norms.append(norm)
-                self.optimizer.step()
                 self.scheduler.step()
         self.engine.sync_weights()
         metrics = self._loss_metrics(sums, count, grad_norms)
         metrics["optim/skipped_updates"] = float(skipped)
         return metrics
+
+    def _clip_and_step(self) -> float:
+        """The update's global gradient norm (every process agrees on it); when it
+        is finite, the gradient is clipped to ``optim.grad_clip`` and applied."""
+        if self._deepspeed:
+            # DeepSpeed's step clips (its gradient_clipping is apo's) and skips a
+            # NaN/inf gradient itself.
+            self.policy.step()
+            if not self.policy.was_step_applied():
+                return math.nan
+            return float(self.policy.get_global_grad_norm())
+        grad_clip = self.config.optim.grad_clip
+        max_norm = grad_clip if grad_clip is not None else math.inf
+        norm = float(self.accelerator.clip_grad_norm_(self.policy.parameters(), max_norm))
+        if math.isfinite(norm):
+            self.optimizer.step()
+        return norm
 
     def _accumulate_gradients(
         self, micro_batches: list[MicroBatch], denominator: float
@@ -588,10 +598,13 @@ class Trainer:
             last = index == len(micro_batches) - 1
             # FSDP2 reduces each micro-batch's gradients: accumulating them unsynced
             # would hold a whole unsharded gradient per process, what FSDP avoids.
-            if (sync and last) or self._fsdp2:
+            # DeepSpeed accumulates up to the boundary apo marks.
+            if (sync and last) or self._fsdp2 or self._deepspeed:
                 context = contextlib.nullcontext()
             else:
                 context = self.accelerator.no_sync(self.policy)
+            if self._deepspeed:
+                self.policy.set_gradient_accumulation_boundary(last)
             with context:
                 metrics = self._forward_backward(micro, denominator, temperature)
             for key, value in metrics.items():
@@ -624,7 +637,10 @@ class Trainer:
         )
         # DDP averages gradients over processes; the denominator already
         # counts every process, so undo that average.
-        accelerator.backward(loss * accelerator.num_processes)
+        if self._deepspeed:  # the engine's own: accelerate's would step the optimizer here
+            self.policy.backward(loss * accelerator.num_processes)
+        else:
+            accelerator.backward(loss * accelerator.num_processes)
         metrics["entropy/mean"] = result.entropy[micro.batch.response_mask].mean()
         return metrics
 

@@ -70,7 +70,7 @@ def check_sharding(model: nn.Module, lora: bool) -> None:
         raise ValueError(
             "lora.enabled with FSDP is not supported: the LoRA adapter's checkpoint is "
             "saved and loaded whole, not sharded. LoRA trains a small share of the "
-            "weights: launch without FSDP (DDP), or train all weights with FSDP"
+            "weights: launch it with DDP or DeepSpeed ZeRO-2, or train all weights with FSDP"
         )
     tower = vision_tower(model) or nn.Module()
     sharded = [type(m).__name__ for m in tower.modules() if isinstance(m, FSDPModule)]
