@@ -347,9 +347,16 @@ def estimate_memory(
         without += vision_patches * shape.vision_layers * vision_layer
         with_ += vision_patches * (vision_layer + shape.vision_layers * e * shape.vision_hidden)
     mask = 0 if flash else rows * sequence * sequence * (e if eager else 1)
-    activations = (with_ if model.gradient_checkpointing else without) + mask
+    # On top of what is stored: one layer's working memory while it runs (forward, or
+    # its recomputation and backward), or the vision encoder's when it runs untrained
+    # (LoRA, frozen tower) before the decoder layers.
+    kv_fraction = shape.kv_heads / shape.heads
+    working = forward_working_bytes(shape.hidden, shape.intermediate, kv_fraction, e)
+    vision_working = forward_working_bytes(shape.vision_hidden, shape.vision_intermediate, 1.0, e)
+    transient = max(tokens * working, 0 if vision_trained else rows * patches * vision_working)
+    activations = (with_ if model.gradient_checkpointing else without) + mask + transient
     components["activations (update micro-batch)"] = activations
-    alternative = without if model.gradient_checkpointing else with_
+    alternative = (without if model.gradient_checkpointing else with_) + mask + transient
     label = "without" if model.gradient_checkpointing else "with"
     components_alt = f"activations {label} gradient checkpointing"
     response_tokens = rows * rollout.max_new_tokens
@@ -359,9 +366,6 @@ def estimate_memory(
 
     # The no-grad log-prob passes: all hidden states kept (output_hidden_states), one
     # layer's working memory, the mask and the head chunk.
-    kv_fraction = shape.kv_heads / shape.heads
-    working = forward_working_bytes(shape.hidden, shape.intermediate, kv_fraction, e)
-    vision_working = forward_working_bytes(shape.vision_hidden, shape.vision_intermediate, 1.0, e)
     lp_rows = batch.logprob_batch_size or rows
     lp_tokens = lp_rows * sequence
     components["log-prob pass activations"] = (
@@ -436,5 +440,5 @@ def estimate_memory(
         components=components,
         phases=phases,
         notes=notes,
-        alternatives={components_alt: alternative + mask},
+        alternatives={components_alt: alternative},
     )
