@@ -9,9 +9,11 @@ and per phase, because the phases of a step do not hold the same tensors:
 - ``generation``: the persistent state + the rollout's KV cache + one layer's
   prefill working set + the sampling logits;
 - ``log-prob passes`` (reference, and old log-probs when off-policy): the
-  persistent state + the hidden states of a no-grad forward;
-- ``update``: the persistent state + the activations of one micro-batch + the
-  output-head chunk.
+  persistent state + the hidden states of a no-grad forward (every layer's: the
+  model is called with ``output_hidden_states``, which the vision encoder
+  honours too);
+- ``update``: the persistent state + the activations of one micro-batch (saved
+  for the backward, plus one layer's working memory) + the output-head chunk.
 
 The persistent state is the one of every step after the first: policy weights,
 a frozen reference copy, LoRA adapters, gradients (the trainer zeroes them at
@@ -353,7 +355,12 @@ def estimate_memory(
     kv_fraction = shape.kv_heads / shape.heads
     working = forward_working_bytes(shape.hidden, shape.intermediate, kv_fraction, e)
     vision_working = forward_working_bytes(shape.vision_hidden, shape.vision_intermediate, 1.0, e)
+    # output_hidden_states also makes the vision encoder record every block's output
+    # (transformers' _can_record_outputs), kept until the forward returns.
+    vision_recorded = patches * (shape.vision_layers + 1) * e * shape.vision_hidden
     transient = max(tokens * working, 0 if vision_trained else rows * patches * vision_working)
+    if not vision_trained:
+        transient += rows * vision_recorded
     activations = (with_ if model.gradient_checkpointing else without) + mask + transient
     components["activations (update micro-batch)"] = activations
     alternative = (without if model.gradient_checkpointing else with_) + mask + transient
@@ -370,6 +377,7 @@ def estimate_memory(
     lp_tokens = lp_rows * sequence
     components["log-prob pass activations"] = (
         lp_tokens * ((shape.layers + 1) * e * shape.hidden + working)
+        + lp_rows * vision_recorded
         + (0 if flash else lp_rows * sequence * sequence)
         + min(batch.logprob_chunk_size, lp_rows * rollout.max_new_tokens)
         * shape.vocab
