@@ -128,16 +128,12 @@ def tensor_bytes(tensors) -> int:
     return total
 
 
-def measure(args: argparse.Namespace, output: Path) -> dict:
-    import torch
-
+def step_config(args: argparse.Namespace, data: Path, output: Path):
+    """The step's TrainConfig (prompts_per_step P, G, one micro-batch of all rows)."""
     from apo.config import TrainConfig
-    from apo.estimate import estimate_memory, model_shape
-    from apo.trainer import Trainer
 
-    after_imports = rss()
     prompts, group = args.prompts, args.group
-    config = TrainConfig.model_validate(
+    return TrainConfig.model_validate(
         {
             "model": {
                 "name_or_path": str(args.model),
@@ -147,7 +143,7 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
             },
             "lora": {"enabled": True},
             "data": {
-                "path": str(write_data(output / "data", prompts, args.image_size)),
+                "path": str(data),
                 "max_prompt_length": None,
             },
             "rollout": {
@@ -169,6 +165,17 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
             "rewards": {"num_workers": 1},
         }
     )
+
+
+def measure(args: argparse.Namespace, output: Path) -> dict:
+    import torch
+
+    from apo.estimate import estimate_memory, model_shape
+    from apo.trainer import Trainer
+
+    after_imports = rss()
+    prompts, group = args.prompts, args.group
+    config = step_config(args, write_data(output / "data", prompts, args.image_size), output)
     memory = PhaseMemory()
     memory.enter("load")
     start = time.perf_counter()
@@ -214,10 +221,11 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
         prompt_tokens=seen["prompt_tokens"],
         image_tokens=seen["image_tokens"],
     )
-    predicted = estimate.components
     rise = {p: memory.peaks[p] - memory.starts[p] for p in PHASES if p in memory.peaks}
     return {
         "model": str(args.model),
+        "dtype": args.dtype,
+        "precision": args.precision,
         "settings": {
             "prompts": prompts,
             "group": group,
@@ -241,49 +249,82 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
         },
         "exact_mib": {k: v / MIB for k, v in exact.items()},
         "lora_dtypes": lora_dtypes,
-        "comparison_mib": {
-            # (measured, predicted)
-            "policy weights (tensors)": (exact["weights"] / MIB, predicted["policy weights"] / MIB),
-            "policy weights (RSS after load - after imports)": (
-                (after_load - after_imports) / MIB,
-                predicted["policy weights"] / MIB,
-            ),
-            "LoRA adapters (tensors)": (
-                exact["LoRA adapters"] / MIB,
-                predicted["LoRA adapters"] / MIB,
-            ),
-            "LoRA gradients (tensors)": (exact["gradients"] / MIB, predicted["gradients"] / MIB),
-            "AdamW states (tensors)": (
-                exact["AdamW states"] / MIB,
-                predicted["AdamW states"] / MIB,
-            ),
-            "generation rise: KV cache + prefill + sampling": (
-                rise.get("generation", 0) / MIB,
-                sum(
-                    predicted[k]
-                    for k in ("KV cache (rollout)", "prefill working memory", "sampling logits")
+        "comparison_mib": comparison(
+            estimate.components, exact, rise, (after_load - after_imports)
+        ),
+        "estimate": estimate.to_dict(),
+    }
+
+
+def comparison(predicted: dict, exact: dict, rise: dict, loaded: int) -> dict:
+    """Measured and predicted MiB side by side, where they measure the same thing."""
+    return {
+        # (measured, predicted)
+        "policy weights (tensors)": (exact["weights"] / MIB, predicted["policy weights"] / MIB),
+        "policy weights (RSS after load - after imports)": (
+            loaded / MIB,
+            predicted["policy weights"] / MIB,
+        ),
+        "LoRA adapters (tensors)": (
+            exact["LoRA adapters"] / MIB,
+            predicted["LoRA adapters"] / MIB,
+        ),
+        "LoRA gradients (tensors)": (exact["gradients"] / MIB, predicted["gradients"] / MIB),
+        "AdamW states (tensors)": (
+            exact["AdamW states"] / MIB,
+            predicted["AdamW states"] / MIB,
+        ),
+        "generation rise: KV cache + prefill + sampling": (
+            rise.get("generation", 0) / MIB,
+            sum(
+                predicted[k]
+                for k in ("KV cache (rollout)", "prefill working memory", "sampling logits")
+            )
+            / MIB,
+        ),
+        "log-prob pass rise": (
+            rise.get("log-prob passes", 0) / MIB,
+            predicted["log-prob pass activations"] / MIB,
+        ),
+        # The first step's update also creates the gradients and AdamW states.
+        "update rise: activations + head + grads + AdamW": (
+            rise.get("update", 0) / MIB,
+            sum(
+                predicted[k]
+                for k in (
+                    "activations (update micro-batch)",
+                    "output-head chunk (update)",
+                    "gradients",
+                    "AdamW states",
                 )
-                / MIB,
-            ),
-            "log-prob pass rise": (
-                rise.get("log-prob passes", 0) / MIB,
-                predicted["log-prob pass activations"] / MIB,
-            ),
-            # The first step's update also creates the gradients and AdamW states.
-            "update rise: activations + head + grads + AdamW": (
-                rise.get("update", 0) / MIB,
-                sum(
-                    predicted[k]
-                    for k in (
-                        "activations (update micro-batch)",
-                        "output-head chunk (update)",
-                        "gradients",
-                        "AdamW states",
-                    )
-                )
-                / MIB,
-            ),
-        },
+            )
+            / MIB,
+        ),
+    }
+
+
+def recompare(result: dict, args: argparse.Namespace) -> dict:
+    """``result`` (a --json measurement) with the current estimate for its settings."""
+    from apo.estimate import estimate_memory, model_shape
+
+    settings = result["settings"]
+    for name in ("prompts", "group", "max_new_tokens", "image_size"):
+        setattr(args, name, settings[name])
+    args.model = Path(result["model"])
+    args.dtype, args.precision = result.get("dtype", args.dtype), result.get("precision", "no")
+    config = step_config(args, Path("unused.jsonl"), Path(tempfile.gettempdir()))
+    estimate = estimate_memory(
+        config,
+        model_shape(config),
+        prompt_tokens=settings["prompt_tokens"],
+        image_tokens=settings["image_tokens"],
+    )
+    memory = result["rss_mib"]
+    rise = {p: (memory[f"peak {p}"] - memory[f"start {p}"]) * MIB for p in PHASES}
+    exact = {name: value * MIB for name, value in result["exact_mib"].items()}
+    loaded = (memory["after load"] - memory["after imports"]) * MIB
+    return result | {
+        "comparison_mib": comparison(estimate.components, exact, rise, loaded),
         "estimate": estimate.to_dict(),
     }
 
@@ -314,7 +355,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="a build_qwen_3b.py folder")
+    parser.add_argument("--model", type=Path, help="a build_qwen_3b.py folder")
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--group", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=8)
@@ -332,8 +373,17 @@ def main(argv: list[str] | None = None) -> int:
         help="autocast (default no: bf16 weights without autocast; see the module docstring)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--recompare",
+        type=Path,
+        metavar="JSON",
+        help="no step: compare a measurement written by --json with the current estimate",
+    )
     args = parser.parse_args(argv)
-    if not (args.model / "config.json").is_file():
+    if args.recompare:
+        print(report(recompare(json.loads(args.recompare.read_text()), args)))
+        return 0
+    if args.model is None or not (args.model / "config.json").is_file():
         raise SystemExit(f"{args.model} is not a model folder: build one with build_qwen_3b.py")
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args, Path(folder))
