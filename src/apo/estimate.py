@@ -334,8 +334,13 @@ def estimate_memory(
     kept_outputs = shape.layers * e * shape.hidden + (4 + e) * shape.hidden
     without = tokens * (shape.layers * per_layer + kept_outputs)
     with_ = tokens * (per_layer + kept_outputs)
-    vision_trained = (
-        shape.vision_layers and not config.lora.enabled and not model.freeze_vision_tower
+    # The vision encoder keeps activations when it trains, and also under LoRA with
+    # gradient checkpointing: transformers then makes the input embeddings require
+    # grad, the patch embeddings too, so the frozen encoder builds a graph and the
+    # backward runs through it (seen on the tiny model).
+    vision_trained = shape.vision_layers and (
+        (not config.lora.enabled and not model.freeze_vision_tower)
+        or (config.lora.enabled and model.gradient_checkpointing)
     )
     if vision_trained:
         vision_layer = layer_activation_bytes(
