@@ -19,6 +19,7 @@ LAYERS = {  # layer: the layers it may import (besides itself and the foundation
     "config": {"algorithms", "data", "models", "rewards", "rollout", "evaluation"},
 }
 TRAINING = {
+    "estimate",
     "agreement",
     "distributed",
     "batching",

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,22 @@ def test_train_reads_a_config_from_any_folder(tmp_path):
     printed = yaml.safe_load(result.stdout)
     assert printed["data"]["path"] == str(root / "examples" / "data" / "plain.jsonl")
     assert printed["logging"]["output_dir"] == "runs/tiny"
+
+
+def test_estimate_memory_of_a_config_without_its_data_path(tmp_path):
+    """configs/view-r1-3b.yaml leaves data.path to the command line: the estimate reads
+    no data, so it does not need one; --gpu-memory warns when the peak exceeds it."""
+    root = Path(__file__).resolve().parents[1]
+    config = tmp_path / "no-data.yaml"
+    config.write_text("model: {name_or_path: tiny}\ndata: {path: null}\n")
+    result = run_apo("estimate-memory", str(config), "--json", "--gpu-memory", "0.001")
+    assert result.returncode == 0, result.stderr
+    estimate = json.loads(result.stdout)
+    assert set(estimate["phases_gib"]) == {"generation", "log-prob passes", "update"}
+    assert estimate["peak_gib"] == max(estimate["phases_gib"].values())
+    assert "warning: the peak" in result.stderr
+
+    table = run_apo("estimate-memory", str(root / "configs" / "tiny.yaml"), "lora.enabled=true")
+    assert table.returncode == 0, table.stderr
+    assert "KV cache (rollout)" in table.stdout and "peak:" in table.stdout
+    assert "warning: the peak" not in table.stderr

