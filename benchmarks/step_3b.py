@@ -24,9 +24,9 @@ step actually had. On a CPU there is no CUDA context and no caching allocator:
 glibc may keep freed memory, so a phase's rise can be lower than what it
 allocated; the libraries, the tokenizer and the data are in the RSS too.
 
-``--precision bf16`` (autocast, as configs/view-r1-3b.yaml) stops in the first
-log-prob pass: accelerate converts the prepared model's outputs to float32, and
-the output head (bf16 weights, applied outside the model's forward) refuses them.
+``--precision bf16`` is autocast, as configs/view-r1-3b.yaml (it stopped in the
+first log-prob pass until 2026-12-05: the output head, applied after the model,
+refused the float32 outputs accelerate returns; fixed in apo.models.logprobs).
 The default is bf16 weights without autocast.
 
 On a CPU without AVX-512 (bf16 or not), PyTorch 2.14 multiplies bf16 matrices
