@@ -118,6 +118,8 @@ def test_phases_and_the_peak():
     estimate = estimate_memory(config(), SHAPE)
     assert set(estimate.phases) == {"generation", "update", "log-prob passes"}
     assert "KV cache (rollout)" not in estimate.phases["update"]
+    # the trainer frees the gradients after each step's updates
+    assert [p for p in estimate.phases if "gradients" in estimate.phases[p]] == ["update"]
     assert estimate.peak_bytes == max(estimate.phase_bytes(p) for p in estimate.phases)
     assert estimate.phase_bytes("update") > CUDA_CONTEXT_BYTES
     on_policy = estimate_memory(config(algorithm={"beta": 0.0}), SHAPE)

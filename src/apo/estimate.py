@@ -16,9 +16,9 @@ and per phase, because the phases of a step do not hold the same tensors:
   for the backward, plus one layer's working memory) + the output-head chunk.
 
 The persistent state is the one of every step after the first: policy weights,
-a frozen reference copy, LoRA adapters, gradients (the trainer zeroes them at
-the start of each update, so they stay allocated through the next rollout) and
-AdamW's two moments (created by the first optimizer step).
+a frozen reference copy, LoRA adapters and AdamW's two moments (created by the
+first optimizer step). Gradients exist in the update only: the trainer frees
+them after each step's updates.
 
 Sizes are worst cases: every sequence is ``data.max_prompt_length +
 rollout.max_new_tokens`` tokens (micro-batches are padded to their longest row).
@@ -421,7 +421,6 @@ def estimate_memory(
         "policy weights",
         "reference model",
         "LoRA adapters",
-        "gradients",
         "AdamW states",
         "DDP gradient buckets",
     ]
@@ -439,6 +438,7 @@ def estimate_memory(
         notes.append("no log-prob pass: on-policy with beta = 0")
     phases["update"] = [
         *persistent,
+        "gradients",
         "activations (update micro-batch)",
         "output-head chunk (update)",
     ]

@@ -285,9 +285,16 @@ class Trainer:
                 clean_staging(self.run_dir / "checkpoints")
             raise
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.close()
+            # A signal while closing (a second Ctrl-C right after a quick stop) must
+            # not break the reward pool's shutdown with a traceback: ignored until
+            # closed, then the caller's handlers are back.
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            try:
+                self.close()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def step(self) -> dict[str, float]:
         """One rollout and its updates; returns this step's metrics (all processes)."""
@@ -549,6 +556,9 @@ class Trainer:
                 self._nonfinite_in_a_row = 0
                 grad_norms.append(norm)
                 self.scheduler.step()
+        # Freed now, not at the next update's start: the next rollout and log-prob
+        # passes need no gradients (a whole model's worth in full fine-tuning).
+        self.optimizer.zero_grad(set_to_none=True)
         self.engine.sync_weights()
         metrics = self._loss_metrics(sums, count, grad_norms)
         metrics["optim/skipped_updates"] = float(skipped)
@@ -635,8 +645,8 @@ class Trainer:
             max_tokens=cfg.rollout.max_new_tokens,
             denominator=denominator,
         )
-        # DDP averages gradients over processes; the denominator already
-        # counts every process, so undo that average.
+        # DDP, FSDP2 and DeepSpeed average gradients over processes; the
+        # denominator already counts every process, so undo that average.
         if self._deepspeed:  # the engine's own: accelerate's would step the optimizer here
             self.policy.backward(loss * accelerator.num_processes)
         else:

@@ -3,11 +3,14 @@
 import json
 import math
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from statistics import fmean
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
@@ -86,17 +89,39 @@ def test_training_changes_the_weights_and_writes_the_run(make_config, tiny_path)
 
 def test_bfloat16_weights_train_under_bf16_mixed_precision(make_config):
     # The official View-R1 setting: the model's outputs come back in float32, the
-    # output head (applied after the model) is bfloat16.
+    # output head (applied after the model) is bfloat16. Its own process:
+    # accelerate keeps one mixed-precision setting per process.
     config = make_config(
         model={"dtype": "bfloat16"},
         training={"max_steps": 1, "seed": 0, "precision": "bf16"},
         checkpoint={"every": 0, "export_final_model": False},
     )
-    trainer = Trainer(config)
-    trainer.train()
-    assert unwrap_model(trainer.policy).dtype == torch.bfloat16
+    path = Path(config.logging.output_dir).with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "train", str(path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
     (record,) = read_metrics(config.logging.output_dir)
     assert math.isfinite(record["loss/total"]) and record["optim/grad_norm"] > 0
+    assert (
+        yaml.safe_load((Path(config.logging.output_dir) / "config.yaml").read_text())["model"][
+            "dtype"
+        ]
+        == "bfloat16"
+    )
+
+
+def test_no_gradient_is_held_between_steps(make_config):
+    # generation and the log-prob passes of the next step need none
+    config = make_config(training={"max_steps": 1, "seed": 0}, checkpoint={"every": 0})
+    trainer = Trainer(config)
+    try:
+        trainer.step()
+        assert all(p.grad is None for p in trainer.policy.parameters())
+    finally:
+        trainer.close()
 
 
 def test_apo_shapes_what_grpo_leaves_alone(make_config):
