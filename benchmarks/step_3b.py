@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -49,13 +48,12 @@ import threading
 import time
 from pathlib import Path
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from step import write_data  # the same folder: benchmarks/step.py
+
+from apo.metrics import resident_bytes
+
 MIB = 2**20
 PHASES = ("generation", "log-prob passes", "update")
-
-
-def rss() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
 
 
 class PhaseMemory:
@@ -73,12 +71,12 @@ class PhaseMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            value = rss()
+            value = resident_bytes()
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), value)
             time.sleep(self._interval)
 
     def enter(self, phase: str) -> None:
-        self.starts[phase] = rss()
+        self.starts[phase] = resident_bytes()
         self.peaks[phase] = self.starts[phase]
         self.phase = phase
 
@@ -91,7 +89,7 @@ class PhaseMemory:
                 return function(*args, **kwargs)
             finally:
                 self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
-                self.peaks[phase] = max(self.peaks[phase], rss())
+                self.peaks[phase] = max(self.peaks[phase], resident_bytes())
                 self.phase = previous
                 print(  # as it ends: a long run shows its phases before it finishes
                     f"{phase}: {self.seconds[phase]:.0f} s, RSS {self.starts[phase] / MIB:,.0f} "
@@ -105,17 +103,6 @@ class PhaseMemory:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def write_data(directory: Path, size: int, image_size: int) -> Path:
-    from PIL import Image
-
-    from apo.data.synthetic import make_split, write_split
-
-    rows = make_split("train", size, seed=0)
-    for row in rows:
-        row["image"] = row["image"].resize((image_size, image_size), Image.NEAREST)
-    return write_split(rows, directory, "train")
 
 
 def tensor_bytes(tensors) -> int:
@@ -173,15 +160,16 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
     from apo.estimate import estimate_memory, model_shape
     from apo.trainer import Trainer
 
-    after_imports = rss()
+    after_imports = resident_bytes()
     prompts, group = args.prompts, args.group
-    config = step_config(args, write_data(output / "data", prompts, args.image_size), output)
+    data = write_data(output / "data", prompts, args.image_size, seed=0)
+    config = step_config(args, data, output)
     memory = PhaseMemory()
     memory.enter("load")
     start = time.perf_counter()
     trainer = Trainer(config)
     load_seconds = time.perf_counter() - start
-    after_load = rss()
+    after_load = resident_bytes()
     seen: dict[str, int] = {}
     fill = trainer._fill_log_probs
 

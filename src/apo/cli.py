@@ -8,6 +8,7 @@ it runs: the reward and judge worker processes re-import the main module
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -164,20 +165,27 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_train)
 
 
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The command's overrides; a config argument holding ``=`` is the first of them
+    (``apo train key=value ...``: no config file), and ``args.config`` becomes None."""
+    overrides = list(args.overrides)
+    if args.config is not None and "=" in args.config:
+        overrides.insert(0, args.config)
+        args.config = None
+    return overrides
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from apo.config import config_to_yaml, load_config, reference_yaml
 
     if args.reference:
         print(reference_yaml(), end="")
         return 0
-    overrides = list(args.overrides)
+    overrides = _overrides(args)
     if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
         # `--resume key=value`: argparse took the override for the checkpoint
         overrides.append(args.resume)
         args.resume = True
-    if args.config is not None and "=" in args.config:  # no file, only overrides
-        overrides.insert(0, args.config)
-        args.config = None
     if args.output:
         overrides.append(f"logging.output_dir={args.output}")
     config = load_config(args.config, overrides)
@@ -253,10 +261,7 @@ def _run_estimate_memory(args: argparse.Namespace) -> int:
 
     if args.processes < 1:
         raise ValueError("--processes must be at least 1")
-    overrides = list(args.overrides)
-    if args.config is not None and "=" in args.config:  # no file, only overrides
-        overrides.insert(0, args.config)
-        args.config = None
+    overrides = _overrides(args)
     try:
         config = load_config(args.config, overrides)
     except ConfigError as error:
@@ -265,13 +270,16 @@ def _run_estimate_memory(args: argparse.Namespace) -> int:
         # The estimate reads no data: a config waiting for its data path is fine.
         config = load_config(args.config, [*overrides, "data.path=(not read)"])
     _quiet_model_loading()
-    estimate = estimate_memory(
-        config,
-        model_shape(config),
-        processes=args.processes,
-        prompt_tokens=args.prompt_tokens,
-        image_tokens=args.image_tokens,
-    )
+    # Libraries imported while the model's shape is read may print to stdout (DeepSpeed
+    # announces its accelerator there): stdout carries the estimate only.
+    with contextlib.redirect_stdout(sys.stderr):
+        estimate = estimate_memory(
+            config,
+            model_shape(config),
+            processes=args.processes,
+            prompt_tokens=args.prompt_tokens,
+            image_tokens=args.image_tokens,
+        )
     peak = estimate.peak_bytes / GIB
     if args.json:
         print(json.dumps(estimate.to_dict() | {"gpu_memory_gib": args.gpu_memory}, indent=2))

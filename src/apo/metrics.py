@@ -83,14 +83,21 @@ def throughput(generated_tokens: float, seconds: dict[str, float]) -> dict[str, 
     }
 
 
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux ``/proc/self/statm``), else None."""
+    statm = Path("/proc/self/statm")
+    if not statm.is_file():
+        return None
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def memory_metrics(device: torch.device) -> dict[str, float]:
     """This process's resident memory now (Linux), and the accelerator's peak since
     the last call (then reset), in MiB."""
     metrics = {}
-    statm = Path("/proc/self/statm")
-    if statm.is_file():
-        resident_pages = int(statm.read_text().split()[1])
-        metrics["memory/rss_mib"] = resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    resident = resident_bytes()
+    if resident is not None:
+        metrics["memory/rss_mib"] = resident / 2**20
     if device.type == "cuda":
         metrics["memory/gpu_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         torch.cuda.reset_peak_memory_stats(device)

@@ -209,8 +209,9 @@ class Trainer:
         # that none failed (apo.agreement); sharded engines keep their own sync.
         self._explicit_sync = isinstance(self.policy, torch.nn.parallel.DistributedDataParallel)
         check_sharding(self.policy, lora=config.lora.enabled)
-        self._fsdp2 = bool(fsdp_modules(self.policy))
-        for module in fsdp_modules(self.policy):
+        sharded = fsdp_modules(self.policy)
+        self._fsdp2 = bool(sharded)
+        for module in sharded:
             # A process whose micro-batch has no image leaves the vision tower
             # without gradients; the others do not: reduce zeros for it.
             module.set_reduce_scatter_unused_params(True)
