@@ -69,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-for-lengths", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--frameworks", nargs="+", default=["apo"], choices=["apo", "trl"])
+    parser.add_argument(
+        "--share-prompts", action="store_true", help="apo: batch.share_prompts (step.py)"
+    )
     parser.add_argument("--output", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args(argv)
 
     base = [f"--model={args.model}", f"--prompts={args.prompts}", f"--image-size={args.image_size}",
             f"--steps={args.steps}", "--warmup=1"]  # fmt: skip
+    if args.share_prompts:
+        base.append("--share-prompts")
     results = []
     for length in args.lengths:
         group = args.group_for_lengths

@@ -21,7 +21,8 @@ process's peak resident memory on CPU), and each framework / TRL ratio.
 
 ``apo`` generates with apo's native engine (the default); ``apo-generate`` is
 the same run with transformers' ``generate`` (``rollout.engine: transformers``).
-``--max-tokens-per-micro-batch`` gives apo token-budget micro-batches.
+``--max-tokens-per-micro-batch`` gives apo token-budget micro-batches;
+``--share-prompts`` runs each prompt once per micro-batch for its group.
 
 ``apo-trl`` is apo's ``APOTrainer`` (apo.integrations.trl) on exactly the trl
 run's TRL settings with DADS and STCR on, so apo-trl / trl is the cost of APO
@@ -95,6 +96,7 @@ def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
                 "micro_batch_size": spec["micro_batch"],
                 "logprob_batch_size": spec["logprob_batch"] or spec["micro_batch"],
                 "max_tokens_per_micro_batch": spec.get("max_tokens_per_micro_batch"),
+                "share_prompts": spec.get("share_prompts", False),
             },
             "training": {"max_steps": steps, "seed": spec["seed"]},
             "logging": {"output_dir": spec["output"], "samples_per_step": 0, "log_every": 10**6},
@@ -356,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="apo: token-budget micro-batches (batch.max_tokens_per_micro_batch)",
     )
+    parser.add_argument(
+        "--share-prompts",
+        action="store_true",
+        help="apo: each prompt run once per micro-batch for its group (batch.share_prompts)",
+    )
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--beta", type=float, default=0.04)
     parser.add_argument("--steps", type=int, default=4, help="timed steps")
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in (
                 "model", "prompts", "group", "max_new_tokens", "micro_batch", "logprob_batch",
                 "beta", "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
-                "max_tokens_per_micro_batch",
+                "max_tokens_per_micro_batch", "share_prompts",
             )
         }  # fmt: skip
         spec["data"] = str(data)

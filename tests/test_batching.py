@@ -65,3 +65,57 @@ def test_split_to_count_halves_the_largest_micro_batch_first():
     assert [(len(m), m.width) for m in parts] == [(4, 10), (1, 50), (1, 50), (1, 50), (1, 90)]
     with pytest.raises(ValueError, match="8 rows cannot make 9 micro-batches"):
         split_to_count(parts, 9, _halves)
+
+
+def test_token_budget_cuts_count_a_shared_prompt_once():
+    # Prompts 7 (50 tokens: rows 0, 2, 4) and 9 (40 tokens: rows 1, 3).
+    lengths = [(50, 10), (40, 5), (50, 20), (40, 30), (50, 10)]
+    groups = [7, 9, 7, 9, 7]
+    # sorted by prompt length, prompt, response: 1, 3 | 0, 4, 2
+    # [1, 3]: 1 x 40 + 2 x 30 = 100; + row 0: 2 x 50 + 3 x 30 = 190 > 100: cut
+    # [0, 4]: 1 x 50 + 2 x 10 = 70; + row 2: 50 + 3 x 20 = 110 > 100: cut
+    assert token_budget_cuts(lengths, 100, groups) == [[1, 3], [0, 4], [2]]
+    # without sharing, every row pays for its prompt: far fewer rows per cut
+    assert token_budget_cuts(lengths, 100) == [[1], [0], [4], [2], [3]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 50)), min_size=1, max_size=40),
+    budget=st.integers(1, 400),
+)
+def test_shared_token_budget_cuts_cover_every_row_once_within_the_budget(rows, budget):
+    groups = [group for group, _ in rows]
+    lengths = [(10 + 7 * group, response) for group, response in rows]  # a prompt, a length
+    cuts = token_budget_cuts(lengths, budget, groups)
+    assert sorted(i for cut in cuts for i in cut) == list(range(len(rows)))
+    for cut in cuts:
+        prompts = {groups[i] for i in cut}
+        cost = len(prompts) * max(lengths[i][0] for i in cut) + len(cut) * max(
+            lengths[i][1] for i in cut
+        )
+        assert cost <= budget or len(cut) == 1
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_step_batcher_marks_the_rows_that_share_a_prompt(tiny, share):
+    from apo.batching import StepBatcher
+    from tests.helpers import chat_prompt, image
+
+    first = chat_prompt(tiny.processor, "How many circles?", [image()])
+    second = chat_prompt(tiny.processor, "What is 2 + 3?", [])
+    batcher = StepBatcher(
+        tiny.processor, tiny.tokenizer.pad_token_id, True, torch.device("cpu"), share_prompts=share
+    )
+    batch = batcher.sequence_batch([second, first, second], [[5], [6, 7], [8]])
+    if not share:
+        assert batch.distinct_prompts is None and batch.prompt_index is None
+        return
+    assert batch.prompt_index.tolist() == [0, 1, 0]
+    ids = batch.distinct_prompts["input_ids"]
+    assert ids.shape == (2, batch.prompt_length)
+    # each row's prompt columns are its distinct prompt's, padding included
+    torch.testing.assert_close(batch.inputs["input_ids"][:, : batch.prompt_length], ids[[0, 1, 0]])
+    assert len(batch.distinct_prompts["image_grid_thw"]) == 1  # the one image, once
+    # rows that all answer different prompts share nothing
+    assert batcher.sequence_batch([first, second], [[5], [6]]).distinct_prompts is None

@@ -46,12 +46,18 @@ class StepBatcher:
     """Builds the sequence batches of one step; :meth:`new_step` forgets the encodings."""
 
     def __init__(
-        self, processor: Any, pad_id: int, is_multimodal: bool, device: torch.device
+        self,
+        processor: Any,
+        pad_id: int,
+        is_multimodal: bool,
+        device: torch.device,
+        share_prompts: bool = False,
     ) -> None:
         self.processor = processor
         self.pad_id = pad_id
         self.is_multimodal = is_multimodal
         self.device = device
+        self.share_prompts = share_prompts
         self._encodings: dict[int, tuple[PromptInput, dict[str, Tensor]]] = {}
 
     def new_step(self) -> None:
@@ -86,8 +92,14 @@ class StepBatcher:
                     (self.prompt_length(prompts[rollouts[i].prompt_index]), rollouts[i].length)
                     for i in update_rows
                 ]
+                groups = (
+                    [id(prompts[rollouts[i].prompt_index]) for i in update_rows]
+                    if self.share_prompts
+                    else None
+                )
                 cuts = [
-                    [update_rows[i] for i in cut] for cut in token_budget_cuts(lengths, max_tokens)
+                    [update_rows[i] for i in cut]
+                    for cut in token_budget_cuts(lengths, max_tokens, groups)
                 ]
             micro_batches = []
             for rows in cuts:
@@ -106,9 +118,19 @@ class StepBatcher:
         return updates
 
     def sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
-        """Prompts and their responses, padded into one batch on the device."""
+        """Prompts and their responses, padded into one batch on the device; with
+        ``share_prompts``, rows that answer the same prompt share its encoding
+        (``distinct_prompts``: apo.models.prefix then runs it once)."""
         inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], self.pad_id)
-        return build_sequence_batch(inputs, responses, self.pad_id).to(self.device)
+        batch = build_sequence_batch(inputs, responses, self.pad_id)
+        positions: dict[int, int] = {}
+        index = [positions.setdefault(id(prompt), len(positions)) for prompt in prompts]
+        if self.share_prompts and len(positions) < len(prompts):
+            distinct = {id(prompt): self._encoded(prompt) for prompt in prompts}
+            # The same prompts, so the same width: each row's prompt is its distinct one.
+            batch.distinct_prompts = collate_prompts(list(distinct.values()), self.pad_id)
+            batch.prompt_index = torch.tensor(index)
+        return batch.to(self.device)
 
     def prompt_length(self, prompt: PromptInput) -> int:
         """The prompt's length in tokens (its image tokens included)."""
@@ -161,7 +183,9 @@ class StepBatcher:
         return parts
 
 
-def token_budget_cuts(lengths: list[tuple[int, int]], max_tokens: int) -> list[list[int]]:
+def token_budget_cuts(
+    lengths: list[tuple[int, int]], max_tokens: int, groups: list[int] | None = None
+) -> list[list[int]]:
     """Row indices cut into micro-batches of at most ``max_tokens`` padded tokens.
 
     ``lengths`` holds each row's (prompt, response) length. Rows are sorted by
@@ -170,14 +194,27 @@ def token_budget_cuts(lengths: list[tuple[int, int]], max_tokens: int) -> list[l
     than the budget goes alone. Sorting keeps rows of similar length together,
     so little of a micro-batch is padding (verl's dynamic batch size, Megatron's
     sequence packing by length).
+
+    With ``groups`` (each row's prompt, when rows share their prompt's pass:
+    ``batch.share_prompts``) a prompt counts once: rows are sorted by prompt
+    length, prompt, then response length, so a prompt's rows stay together, and a
+    micro-batch costs ``prompts x longest prompt + rows x longest response``.
     """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i][0] + lengths[i][1])
+    if groups is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i][0] + lengths[i][1])
+    else:
+        first = {group: position for position, group in reversed(list(enumerate(groups)))}
+        order = sorted(
+            range(len(lengths)), key=lambda i: (lengths[i][0], first[groups[i]], lengths[i][1])
+        )
     cuts: list[list[int]] = []
     current: list[int] = []
     longest_prompt = longest_response = 0
     for index in order:
         prompt, response = lengths[index]
-        grown = (len(current) + 1) * (max(longest_prompt, prompt) + max(longest_response, response))
+        rows = len(current) + 1
+        prompt_rows = rows if groups is None else len({groups[i] for i in [*current, index]})
+        grown = prompt_rows * max(longest_prompt, prompt) + rows * max(longest_response, response)
         if current and grown > max_tokens:
             cuts.append(current)
             current, longest_prompt, longest_response = [], 0, 0

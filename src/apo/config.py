@@ -91,6 +91,16 @@ class BatchConfig(Section):
             "gradient. None: micro_batch_size rows each, in rollout order."
         ),
     )
+    share_prompts: bool = Field(
+        False,
+        description=(
+            "Run each prompt once per micro-batch for all its responses (a KV-cache "
+            "prefill its responses continue from), in the log-prob passes and the update: "
+            "the same log-probs up to float rounding, the prompts' work divided by the "
+            "group size. Under gradient checkpointing the update keeps full rows; not "
+            "with FSDP2 or DeepSpeed. A token budget then counts each prompt once."
+        ),
+    )
     logprob_batch_size: int | None = Field(
         None,
         ge=1,

@@ -211,6 +211,12 @@ class Trainer:
         check_sharding(self.policy, lora=config.lora.enabled)
         sharded = fsdp_modules(self.policy)
         self._fsdp2 = bool(sharded)
+        if config.batch.share_prompts and (self._fsdp2 or self._deepspeed):
+            raise ValueError(
+                "batch.share_prompts is not supported with FSDP2 or DeepSpeed (two forward "
+                "passes per backward, untested with sharded engines): set "
+                "batch.share_prompts=false"
+            )
         for module in sharded:
             # A process whose micro-batch has no image leaves the vision tower
             # without gradients; the others do not: reduce zeros for it.
@@ -222,7 +228,11 @@ class Trainer:
             config.rollout.engine, self.policy, self.processor, self.tokenizer, self.is_multimodal
         )
         self.batcher = StepBatcher(
-            self.processor, self.tokenizer.pad_token_id, self.is_multimodal, self.accelerator.device
+            self.processor,
+            self.tokenizer.pad_token_id,
+            self.is_multimodal,
+            self.accelerator.device,
+            share_prompts=config.batch.share_prompts,
         )
 
         # --- bookkeeping

@@ -37,10 +37,17 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("max_tokens", [None, 150], ids=["rows", "token-budget"])
-def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_path, max_tokens):
+@pytest.mark.parametrize(
+    ("max_tokens", "share"),
+    [(None, False), (150, False), (150, True)],
+    ids=["rows", "token-budget", "shared-prompts"],
+)
+def test_two_processes_train_like_one_with_the_same_global_batch(
+    tmp_path, tiny_path, max_tokens, share
+):
     # With a token budget each process cuts its rows into its own number of
-    # micro-batches, and they must agree on a common count.
+    # micro-batches, and they must agree on a common count. Shared prompts call
+    # the DDP-wrapped model twice (prompts, then responses) before one backward.
     sections = {
         "rollout": {"group_size": 4, "max_new_tokens": 10, "seed_per_prompt": True},
         "batch": {
@@ -48,6 +55,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
             "prompts_per_update": 2,
             "micro_batch_size": 3,
             "max_tokens_per_micro_batch": max_tokens,
+            "share_prompts": share,
         },
         "checkpoint": {"every": 0},
         "logging": {"samples_per_step": 0},

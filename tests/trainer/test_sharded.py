@@ -138,3 +138,23 @@ def test_a_checkpoint_missing_the_index_of_its_shards_is_named(runs, tmp_path):
         expected = r"zero_pp_rank_1_.* is damaged"
     with pytest.raises(DamagedCheckpoint, match=expected):
         verify_checkpoint(damaged, processes=2)
+
+
+def test_shared_prompts_are_refused_by_sharded_engines(tmp_path, tiny_path):
+    """Two forward passes per backward are untested under FSDP2 and DeepSpeed: refused
+    before training, with the setting to change."""
+    sections = merge(SECTIONS, {"batch": {"share_prompts": True}})
+    config = config_file(tmp_path, "sharded", tiny_path, **sections)
+    env = os.environ | launch_environment(CONFIGS / "fsdp2.yaml") | {"OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    result = subprocess.run(
+        [*command, str(LAUNCHER), "train", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "batch.share_prompts=false" in result.stderr
+    assert not (tmp_path / "sharded" / "checkpoints").exists()

@@ -307,6 +307,46 @@ def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypat
     assert moved < 1e-5  # float rounding of other batch shapes
 
 
+def test_shared_prompts_train_like_full_rows(make_config, monkeypatch):
+    """batch.share_prompts: each prompt runs once for its group in the reference pass
+    and the update; the same responses, losses and weights up to float rounding."""
+    from apo.models import logprobs
+
+    shared_calls = []
+    shared = logprobs.shared_prompt_hidden
+
+    def counted(model, batch):
+        shared_calls.append(torch.is_grad_enabled())
+        return shared(model, batch)
+
+    monkeypatch.setattr(logprobs, "shared_prompt_hidden", counted)
+    weights, metrics = [], []
+    for name, share in (("full", False), ("shared", True)):
+        config = make_config(
+            name,
+            algorithm={"beta": 0.05},
+            rollout={"group_size": 4, "max_new_tokens": 24},
+            batch={"micro_batch_size": 4, "share_prompts": share},
+            checkpoint={"every": 0},
+        )
+        trainer = Trainer(config)
+        start = {k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()}
+        favour_end_token(trainer, 2.5)  # responses of several lengths in a micro-batch
+        trainer.train()
+        weights.append({k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()})
+        metrics.append(read_metrics(config.logging.output_dir))
+    # the reference pass (no grad) and the update (grad) both shared their prompts
+    assert set(shared_calls) == {False, True}
+    for a, b in zip(*metrics, strict=True):
+        assert a["reward/total"] == b["reward/total"]  # the same responses
+        assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-5, abs=1e-7)
+        assert a["optim/grad_norm"] == pytest.approx(b["optim/grad_norm"], rel=1e-4)
+    apart = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
+    moved = max((weights[0][k] - start[k]).abs().max().item() for k in start)
+    # float rounding of another computation order, which Adam's normalisation enlarges
+    assert apart < 0.02 * moved
+
+
 def test_periodic_evaluation(make_config):
     data = ROOT / "examples" / "data"
     datasets = {

@@ -92,13 +92,22 @@ class SequenceBatch:
     response_ids: Tensor  # [B, T]
     response_mask: Tensor  # [B, T] bool
     prompt_length: int  # P
+    # Set when rows share prompts (apo.models.prefix runs each prompt once): the
+    # distinct prompts' inputs, left-padded to the same P, and each row's prompt.
+    distinct_prompts: dict[str, Tensor] | None = None
+    prompt_index: Tensor | None = None  # [B] long
 
     def to(self, device: torch.device | str) -> SequenceBatch:
+        distinct = self.distinct_prompts
         return SequenceBatch(
             inputs={key: value.to(device) for key, value in self.inputs.items()},
             response_ids=self.response_ids.to(device),
             response_mask=self.response_mask.to(device),
             prompt_length=self.prompt_length,
+            distinct_prompts=None
+            if distinct is None
+            else {key: value.to(device) for key, value in distinct.items()},
+            prompt_index=None if self.prompt_index is None else self.prompt_index.to(device),
         )
 
 

@@ -1,7 +1,8 @@
 """Per-token log-probs and entropy of response tokens, without a [B, L, V] float32 tensor.
 
 The model runs once to its last hidden state (``logits_to_keep=1`` so it does
-not build full logits itself); the output head is then applied to the response
+not build full logits itself; a batch whose rows share prompts runs each prompt
+once, apo.models.prefix); the output head is then applied to the response
 positions in chunks of ``chunk_size`` tokens. Under autograd each chunk is
 checkpointed, so the backward pass recomputes the chunk's logits instead of
 keeping them: peak logits memory is chunk_size x vocab x 4 bytes, whatever the
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from apo.models.inputs import SequenceBatch
+from apo.models.prefix import shared_prompt_hidden, shared_prompt_unsupported
 from apo.models.unwrap import unwrap_model
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -100,10 +102,13 @@ def sequence_log_probs(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    hidden = last_hidden_state(model, batch.inputs)
-    start, width = batch.prompt_length, batch.response_ids.shape[1]
-    # The hidden state at position i predicts token i + 1.
-    response_hidden = hidden[:, start - 1 : start - 1 + width]
+    if batch.distinct_prompts is not None and shared_prompt_unsupported(model) is None:
+        response_hidden = shared_prompt_hidden(model, batch)
+    else:
+        hidden = last_hidden_state(model, batch.inputs)
+        start, width = batch.prompt_length, batch.response_ids.shape[1]
+        # The hidden state at position i predicts token i + 1.
+        response_hidden = hidden[:, start - 1 : start - 1 + width]
     mask = batch.response_mask
     selected_hidden = response_hidden[mask]
     selected_targets = batch.response_ids[mask]

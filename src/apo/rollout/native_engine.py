@@ -25,7 +25,6 @@ Qwen2.5-VL, Llama and most causal LMs); for any other model it falls back to
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from torch import Tensor
 from transformers import DynamicCache
 from transformers.generation.stopping_criteria import StopStringCriteria
 
+from apo.models.prefix import prefill, supports_cached_decoding
 from apo.rollout.base import ENGINES, PromptInput, Rollout, SamplingConfig
 from apo.rollout.transformers_engine import (
     TransformersEngine,
@@ -50,18 +50,8 @@ logger = logging.getLogger(__name__)
 COMPACT_SHARE = 0.25
 
 
-def supports_native_decoding(model: Any) -> str | None:
-    """``None`` if the native loop can drive ``model``, else the reason it cannot."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "is_encoder_decoder", False):
-        return "encoder-decoder models are decoded by generate"
-    parameters = inspect.signature(model.forward).parameters
-    missing = [name for name in ("cache", "logits_to_keep") if name not in parameters]
-    if missing:
-        return f"its forward takes no {', '.join(missing)}"
-    if not hasattr(model, "_prepare_position_ids_for_generation"):
-        return "it has no generation position ids"
-    return None
+# The native loop drives the models that can continue from a prefilled cache.
+supports_native_decoding = supports_cached_decoding
 
 
 def next_token_logits(
@@ -144,18 +134,8 @@ class NativeEngine(TransformersEngine):
     ) -> list[list[int]]:
         """Each prompt's ``copies`` responses, as token lists (end token included)."""
         attention_mask = inputs["attention_mask"]
-        position_ids = model._prepare_position_ids_for_generation(inputs["input_ids"], dict(inputs))
         cache = DynamicCache(config=model.config)
-        output = model(
-            **inputs, position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=1
-        )
-        # The next position of each row: its last prompt position + 1, plus the offset
-        # a model with 3D (image) positions keeps for the text after the prompt.
-        text_positions = position_ids[0] if position_ids.dim() == 3 else position_ids
-        next_position = text_positions[:, -1:] + 1
-        deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-        if isinstance(deltas, Tensor):
-            next_position = next_position + deltas.to(next_position.device)
+        output, next_position = prefill(model, model, inputs, cache, logits_to_keep=1)
         rows = attention_mask.shape[0] * copies
         if copies > 1:
             cache.batch_repeat_interleave(copies)
