@@ -69,6 +69,9 @@ class DemoSettings:
     general_size: int = 100
     eval_every: int = 0  # 0: before and after training only
     eval_samples: int = 4
+    # Each prompt run once per micro-batch for its group (batch.share_prompts): faster;
+    # off by default, as the documented results (docs/RESULTS.md) were measured without.
+    share_prompts: bool = False
     quick: bool = False
     # A finished demo run of the same seed and task whose start evaluation to reuse
     # (apo compare: every variant starts from the same model in the same random state).
@@ -140,6 +143,7 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
             # rows sorted by length, about 2,048 tokens per micro-batch: a quarter less
             # update time than 32 rows in rollout order (docs/PERFORMANCE.md)
             "max_tokens_per_micro_batch": 2048,
+            "share_prompts": settings.share_prompts,
         },
         "training": {"max_steps": settings.steps, "seed": settings.seed},
         "logging": {"output_dir": settings.output_dir, "samples_per_step": 2, "log_every": 10},
