@@ -350,9 +350,10 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--share-prompts",
-        action="store_true",
-        help="run each prompt once per micro-batch for its group (batch.share_prompts): "
-        "faster; the same maths up to float rounding, so not the documented runs bit for bit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each prompt once per micro-batch for its group (batch.share_prompts; "
+        "default: on): the same maths up to float rounding (docs/PERFORMANCE.md)",
     )
     parser.add_argument(
         "--overwrite",

@@ -17,10 +17,10 @@ FIGURES = {"reward_accuracy", "eval_accuracy", "lengths", "kl", "entropy", "dads
 
 def test_quick_demo_writes_the_whole_run(tmp_path):
     run = tmp_path / "demo"
+    # full rows in every pass (apo compare's runs cover the default, shared prompts)
+    full_rows = "--no-share-prompts"
     result = subprocess.run(
-        # --share-prompts: the demo's micro-batches share each prompt's pass (apo compare
-        # covers the default)
-        [sys.executable, "-m", "apo", "demo", "--quick", "--share-prompts", "--output", str(run)],
+        [sys.executable, "-m", "apo", "demo", "--quick", full_rows, "--output", str(run)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -30,7 +30,7 @@ def test_quick_demo_writes_the_whole_run(tmp_path):
     assert "reasoning accuracy, greedy" in result.stdout and "report:" in result.stdout
     for name in ("train.jsonl", "reasoning.jsonl", "general.jsonl"):
         assert (run / "data" / name).is_file()
-    assert "share_prompts: true" in (run / "config.yaml").read_text()
+    assert "share_prompts: false" in (run / "config.yaml").read_text()
     records = read_metrics(run)
     assert [r["step"] for r in records if "loss/total" in r] == [1, 2, 3]
     evals = [r for r in records if "eval/reasoning/accuracy" in r]

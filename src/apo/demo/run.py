@@ -69,9 +69,9 @@ class DemoSettings:
     general_size: int = 100
     eval_every: int = 0  # 0: before and after training only
     eval_samples: int = 4
-    # Each prompt run once per micro-batch for its group (batch.share_prompts): faster;
-    # off by default, as the documented results (docs/RESULTS.md) were measured without.
-    share_prompts: bool = False
+    # Each prompt run once per micro-batch for its group (batch.share_prompts): a fifth
+    # off the demo's time, and the same runs (docs/PERFORMANCE.md)
+    share_prompts: bool = True
     quick: bool = False
     # A finished demo run of the same seed and task whose start evaluation to reuse
     # (apo compare: every variant starts from the same model in the same random state).

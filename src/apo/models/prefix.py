@@ -71,16 +71,20 @@ def prefill(
     return output, next_position
 
 
+def _checkpointing(decoder: torch.nn.Module) -> bool:
+    """Whether any layer of ``decoder`` recomputes its activations in the backward."""
+    if hasattr(type(decoder), "is_activation_checkpointing"):  # transformers >= 5.2x
+        return decoder.is_activation_checkpointing
+    return bool(getattr(decoder, "is_gradient_checkpointing", False))
+
+
 def shared_prompt_unsupported(model: torch.nn.Module) -> str | None:
     """``None`` if :func:`shared_prompt_hidden` can run ``model`` now, else why not."""
     decoder = decoder_of(model)
     unsupported = supports_cached_decoding(decoder)
     if unsupported is not None:
         return unsupported
-    checkpointing = getattr(decoder, "is_activation_checkpointing", None)  # transformers >= 5.2x
-    if checkpointing is None:
-        checkpointing = getattr(decoder, "is_gradient_checkpointing", False)
-    if torch.is_grad_enabled() and decoder.training and checkpointing:
+    if torch.is_grad_enabled() and decoder.training and _checkpointing(decoder):
         # transformers drops the cache of a checkpointed layer (its recompute would
         # write it twice): the responses would not see their prompt.
         return "gradient checkpointing drops the KV cache under autograd"
