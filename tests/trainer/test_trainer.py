@@ -270,6 +270,30 @@ def test_logprob_batches_cut_across_micro_batches(make_config, updates_per_step)
     assert moved < 1e-5  # float rounding of another batch shape
 
 
+def _weights(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()}
+
+
+def _runs_with_batches(make_config, batches: dict[str, dict]) -> dict[str, tuple]:
+    """A short run per ``batch`` section, on the same seed with responses of several
+    lengths: its start weights, final weights and metrics."""
+    runs = {}
+    for name, batch in batches.items():
+        config = make_config(
+            name,
+            algorithm={"beta": 0.05},
+            rollout={"group_size": 4, "max_new_tokens": 24},
+            batch={"micro_batch_size": 4, **batch},
+            checkpoint={"every": 0},
+        )
+        trainer = Trainer(config)
+        start = _weights(trainer)
+        favour_end_token(trainer, 2.5)  # lengths vary, so sorting and padding matter
+        trainer.train()
+        runs[name] = (start, _weights(trainer), read_metrics(config.logging.output_dir))
+    return runs
+
+
 def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypatch):
     """Rows sorted by length and cut by a token budget: other micro-batches, the same
     gradient (the loss denominators count the whole update either way)."""
@@ -283,27 +307,17 @@ def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypat
         return accumulate(self, micro_batches, denominator)
 
     monkeypatch.setattr(Trainer, "_accumulate_gradients", record)
-    weights, metrics = [], []
-    for name, budget in (("rows", None), ("tokens", 200)):
-        config = make_config(
-            name,
-            algorithm={"beta": 0.05},
-            rollout={"group_size": 4, "max_new_tokens": 24},
-            batch={"micro_batch_size": 4, "max_tokens_per_micro_batch": budget},
-            checkpoint={"every": 0},
-        )
-        trainer = Trainer(config)
-        favour_end_token(trainer, 2.5)  # lengths vary, so sorting matters
-        trainer.train()
-        weights.append({k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()})
-        metrics.append(read_metrics(config.logging.output_dir))
+    runs = _runs_with_batches(
+        make_config, {"rows": {}, "tokens": {"max_tokens_per_micro_batch": 200}}
+    )
     rows, tokens = shapes["rows"], shapes["tokens"]
     assert rows != tokens  # the budget cut the update otherwise
     assert all(b * (length) <= 200 or b == 1 for update in tokens for b, length in update)
-    for a, b in zip(*metrics, strict=True):
+    (_, first, one), (_, second, two) = runs.values()
+    for a, b in zip(one, two, strict=True):
         assert a["reward/total"] == b["reward/total"]  # the same responses
         assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-5, abs=1e-7)
-    moved = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
+    moved = max((first[k] - second[k]).abs().max().item() for k in first)
     assert moved < 1e-5  # float rounding of other batch shapes
 
 
@@ -320,29 +334,16 @@ def test_shared_prompts_train_like_full_rows(make_config, monkeypatch):
         return shared(model, batch)
 
     monkeypatch.setattr(logprobs, "shared_prompt_hidden", counted)
-    weights, metrics = [], []
-    for name, share in (("full", False), ("shared", True)):
-        config = make_config(
-            name,
-            algorithm={"beta": 0.05},
-            rollout={"group_size": 4, "max_new_tokens": 24},
-            batch={"micro_batch_size": 4, "share_prompts": share},
-            checkpoint={"every": 0},
-        )
-        trainer = Trainer(config)
-        start = {k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()}
-        favour_end_token(trainer, 2.5)  # responses of several lengths in a micro-batch
-        trainer.train()
-        weights.append({k: v.clone() for k, v in unwrap_model(trainer.policy).state_dict().items()})
-        metrics.append(read_metrics(config.logging.output_dir))
+    runs = _runs_with_batches(make_config, {"full": {}, "shared": {"share_prompts": True}})
     # the reference pass (no grad) and the update (grad) both shared their prompts
     assert set(shared_calls) == {False, True}
-    for a, b in zip(*metrics, strict=True):
+    (start, full, one), (_, shared_weights, two) = runs.values()
+    for a, b in zip(one, two, strict=True):
         assert a["reward/total"] == b["reward/total"]  # the same responses
         assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-5, abs=1e-7)
         assert a["optim/grad_norm"] == pytest.approx(b["optim/grad_norm"], rel=1e-4)
-    apart = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
-    moved = max((weights[0][k] - start[k]).abs().max().item() for k in start)
+    apart = max((full[k] - shared_weights[k]).abs().max().item() for k in full)
+    moved = max((full[k] - start[k]).abs().max().item() for k in start)
     # float rounding of another computation order, which Adam's normalisation enlarges
     assert apart < 0.02 * moved
 
