@@ -52,6 +52,18 @@ def test_scaling(tmp_path):
     assert len(json.loads((tmp_path / "scaling.json").read_text())) == 3
 
 
+def test_generation_variants():
+    result = run(
+        "generation.py", "--prompts", "1", "--group", "2", "--max-new-tokens", "3",
+        "--repeats", "1", "--variants", "native", "dynamic", "static",
+    )  # fmt: skip
+    assert [line.split("|")[1].strip() for line in result.stdout.splitlines()[-3:]] == [
+        "native",
+        "dynamic",
+        "static",
+    ]
+
+
 def test_overhead():
     result = run("overhead.py", *TINY, "--steps", "1", "--repeats", "2")
     assert "APO's additions (shaping + KL terms)" in result.stdout
