@@ -117,6 +117,25 @@ def test_advantages_sum_to_zero_within_each_group(case, method):
     assert torch.allclose(sums, torch.zeros_like(sums), atol=1e-9 * scale * group_size)
 
 
+@given(
+    st.floats(-100, 100, allow_nan=False, width=32),
+    st.integers(2, 16),
+    st.sampled_from(["grpo", "dr_grpo", "rloo"]),
+)
+def test_a_group_of_equal_rewards_has_exactly_zero_advantages(value, group_size, method):
+    # float32, as in training: rounding the mean of equal values (e.g. three 7.9469)
+    # once gave GRPO advantages of 477 for a group that carries no signal
+    rewards = torch.tensor([value] * group_size + [0.0, 1.0] * group_size, dtype=torch.float32)
+    adv = group_advantages(rewards, group_size, method=method)
+    assert (adv[:group_size] == 0).all()
+
+
+def test_equal_float32_rewards_whose_mean_rounds():
+    rewards = torch.tensor([7.946947838744212] * 3, dtype=torch.float32)
+    assert rewards.mean() != rewards[0]  # the rounding this guards against
+    assert (group_advantages(rewards, 3) == 0).all()
+
+
 @given(rewards_and_group, st.floats(-5, 5, allow_nan=False))
 def test_grpo_is_invariant_to_a_reward_shift(case, shift):
     group_size, values = case

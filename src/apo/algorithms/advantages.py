@@ -24,6 +24,19 @@ ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimat
 GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo")
 
 
+def centered(grouped: Tensor) -> Tensor:
+    """r_i - mean_g(r), computed as offsets from the group's first reward, so a group
+    of equal rewards is exactly 0.
+
+    ``grouped - grouped.mean()`` rounds the mean: three float32 rewards of 7.9469
+    gave residuals of one ulp (4.8e-7) and a std of exactly 0, so GRPO's
+    division by std + eps turned a group that carries no signal into advantages
+    of 477. The offsets of equal rewards are exact zeros, and so is their mean.
+    """
+    offsets = grouped - grouped[:, :1]
+    return offsets - offsets.mean(dim=1, keepdim=True)
+
+
 @ADVANTAGE_ESTIMATORS.register("grpo")
 def _grpo(grouped: Tensor, *, eps: float, unbiased: bool) -> Tensor:
     """A_i = (r_i - mean_g(r)) / (std_g(r) + eps); std unbiased (n - 1) by default."""
@@ -31,15 +44,16 @@ def _grpo(grouped: Tensor, *, eps: float, unbiased: bool) -> Tensor:
         # The unbiased std of one value is undefined (torch returns NaN); a lone
         # response has nothing to be compared with, so it carries no signal.
         return torch.zeros_like(grouped)
-    mean = grouped.mean(dim=1, keepdim=True)
-    std = grouped.std(dim=1, keepdim=True, correction=1 if unbiased else 0)
-    return (grouped - mean) / (std + eps)
+    deviations = centered(grouped)
+    # the std of the deviations: the rewards' std (shift-invariant), 0 for equal rewards
+    std = deviations.std(dim=1, keepdim=True, correction=1 if unbiased else 0)
+    return deviations / (std + eps)
 
 
 @ADVANTAGE_ESTIMATORS.register("dr_grpo")
 def _dr_grpo(grouped: Tensor, *, eps: float, unbiased: bool) -> Tensor:
     """A_i = r_i - mean_g(r) (Dr.GRPO: no division by the std)."""
-    return grouped - grouped.mean(dim=1, keepdim=True)
+    return centered(grouped)
 
 
 @ADVANTAGE_ESTIMATORS.register("rloo")
@@ -48,7 +62,7 @@ def _rloo(grouped: Tensor, *, eps: float, unbiased: bool) -> Tensor:
     size = grouped.shape[1]
     if size == 1:
         return torch.zeros_like(grouped)  # no other response to serve as the baseline
-    return (grouped - grouped.mean(dim=1, keepdim=True)) * (size / (size - 1))
+    return centered(grouped) * (size / (size - 1))
 
 
 def group_advantages(
