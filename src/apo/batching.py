@@ -123,13 +123,13 @@ class StepBatcher:
         (``distinct_prompts``: apo.models.prefix then runs it once)."""
         inputs = collate_prompts([self._encoded(prompt) for prompt in prompts], self.pad_id)
         batch = build_sequence_batch(inputs, responses, self.pad_id)
-        positions: dict[int, int] = {}
-        index = [positions.setdefault(id(prompt), len(positions)) for prompt in prompts]
-        if self.share_prompts and len(positions) < len(prompts):
+        if self.share_prompts:
             distinct = {id(prompt): self._encoded(prompt) for prompt in prompts}
-            # The same prompts, so the same width: each row's prompt is its distinct one.
-            batch.distinct_prompts = collate_prompts(list(distinct.values()), self.pad_id)
-            batch.prompt_index = torch.tensor(index)
+            if len(distinct) < len(prompts):
+                position = {key: i for i, key in enumerate(distinct)}
+                # The same prompts, so the same width: each row's prompt is its distinct one.
+                batch.distinct_prompts = collate_prompts(list(distinct.values()), self.pad_id)
+                batch.prompt_index = torch.tensor([position[id(prompt)] for prompt in prompts])
         return batch.to(self.device)
 
     def prompt_length(self, prompt: PromptInput) -> int:
@@ -209,16 +209,19 @@ def token_budget_cuts(
         )
     cuts: list[list[int]] = []
     current: list[int] = []
+    current_groups: set[int] = set()
     longest_prompt = longest_response = 0
     for index in order:
         prompt, response = lengths[index]
         rows = len(current) + 1
-        prompt_rows = rows if groups is None else len({groups[i] for i in [*current, index]})
+        prompt_rows = rows if groups is None else len(current_groups | {groups[index]})
         grown = prompt_rows * max(longest_prompt, prompt) + rows * max(longest_response, response)
         if current and grown > max_tokens:
             cuts.append(current)
-            current, longest_prompt, longest_response = [], 0, 0
+            current, current_groups, longest_prompt, longest_response = [], set(), 0, 0
         current.append(index)
+        if groups is not None:
+            current_groups.add(groups[index])
         longest_prompt = max(longest_prompt, prompt)
         longest_response = max(longest_response, response)
     if current:

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from apo.models.inputs import SequenceBatch
-from apo.models.prefix import shared_prompt_hidden, shared_prompt_unsupported
+from apo.models.prefix import decoder_of, shared_prompt_hidden, shared_prompt_unsupported
 from apo.models.unwrap import unwrap_model
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -65,9 +65,7 @@ def _token_stats(
 
 
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    inner = unwrap_model(model)
-    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return "logits_to_keep" in inspect.signature(decoder_of(model).forward).parameters
 
 
 def last_hidden_state(model: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor:

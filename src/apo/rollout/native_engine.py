@@ -34,7 +34,7 @@ from torch import Tensor
 from transformers import DynamicCache
 from transformers.generation.stopping_criteria import StopStringCriteria
 
-from apo.models.prefix import prefill, supports_cached_decoding
+from apo.models.prefix import decoder_of, prefill, supports_cached_decoding
 from apo.rollout.base import ENGINES, PromptInput, Rollout, SamplingConfig
 from apo.rollout.transformers_engine import (
     TransformersEngine,
@@ -106,9 +106,7 @@ class NativeEngine(TransformersEngine):
     def _generate_chunk(
         self, model: Any, prompts: Sequence[PromptInput], offset: int, sampling: SamplingConfig
     ) -> list[Rollout]:
-        # A peft model's adapters live in its base model's layers: calling the base
-        # model is calling the policy.
-        decoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        decoder = decoder_of(model)
         unsupported = supports_native_decoding(decoder)
         if unsupported is not None:
             if not self._warned:
