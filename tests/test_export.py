@@ -145,3 +145,64 @@ def test_apo_eval_takes_a_checkpoint(runs, tmp_path):
         answers[name] = [json.loads(row)["response"] for row in rows]
     assert len(answers["checkpoint"]) == 2
     assert answers["checkpoint"] == answers["final"]
+
+
+EVIL_CODE = """
+from pathlib import Path
+
+Path(__file__).resolve().parents[0].joinpath("ran").touch()  # in the modules cache
+Path({marker!r}).touch()
+
+from transformers import Qwen2_5_VLConfig
+
+
+class EvilConfig(Qwen2_5_VLConfig):
+    pass
+"""
+
+
+@pytest.fixture
+def foreign_checkpoint(runs, tmp_path, tiny_path):
+    """A checkpoint from someone else: its trainer state asks for remote code and
+    names a model folder whose config maps AutoConfig to Python that leaves a mark."""
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil_model"
+    shutil.copytree(tiny_path, evil)
+    config = json.loads((evil / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig"}
+    (evil / "config.json").write_text(json.dumps(config))
+    (evil / "evil.py").write_text(EVIL_CODE.format(marker=str(marker)))
+    checkpoint = tmp_path / "step-00000002"
+    shutil.copytree(list_checkpoints(runs / "full" / "checkpoints")[-1], checkpoint)
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state["config"]["model"].update(name_or_path=str(evil), trust_remote_code=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    return checkpoint, evil, marker
+
+
+def test_a_checkpoint_asking_for_remote_code_runs_none(foreign_checkpoint, tmp_path):
+    from transformers import AutoConfig
+
+    checkpoint, evil, marker = foreign_checkpoint
+    assert (export_checkpoint(checkpoint, tmp_path / "model") / "model.safetensors").is_file()
+    assert main(["export", str(checkpoint), str(tmp_path / "by-cli")]) == 0
+    code = main(
+        [
+            "eval", "--model", str(checkpoint), "--output", str(tmp_path / "eval"), "--limit", "1",
+            "--max-new-tokens", "2", "--benchmark",
+            f"custom={ROOT / 'examples' / 'data' / 'plain.jsonl'}",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert not marker.exists()
+    # The folder really is an attack: trusting it, as the person running apo may, runs it.
+    AutoConfig.from_pretrained(evil, trust_remote_code=True)
+    assert marker.exists()
+
+
+def test_remote_code_runs_when_the_user_passes_the_flag(foreign_checkpoint, tmp_path):
+    checkpoint, _, marker = foreign_checkpoint
+    # The config class runs, then no model class takes it: the code ran all the same.
+    with pytest.raises(ValueError, match="Unrecognized configuration class"):
+        export_checkpoint(checkpoint, tmp_path / "model", trust_remote_code=True)
+    assert marker.exists()

@@ -507,6 +507,11 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow custom modelling code of the model folder (never taken from a checkpoint)",
+    )
+    parser.add_argument(
         "--system-prompt",
         metavar="TEXT",
         help="the system turn; none: no system turn (default: the R1-style prompt asking for "
@@ -568,7 +573,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(args.model)
     load = load_checkpoint_as_model if is_checkpoint(args.model) else load_model
     summary = evaluate(
-        args.model, requests, settings, output, limit=args.limit, dtype=args.dtype, load=load
+        args.model,
+        requests,
+        settings,
+        output,
+        limit=args.limit,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        load=load,
     )
     print(markdown_summary(summary), end="")
     print(f"results: {output}")
@@ -594,6 +606,11 @@ def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep LoRA as a peft adapter (its adapter_config.json names the base model)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow custom modelling code of the model folder (never taken from a checkpoint)",
+    )
     parser.set_defaults(handler=_run_export)
 
 
@@ -601,7 +618,12 @@ def _run_export(args: argparse.Namespace) -> int:
     from apo.export import export_checkpoint
 
     _quiet_model_loading()
-    output = export_checkpoint(args.checkpoint, args.output, merge_lora=not args.no_merge)
+    output = export_checkpoint(
+        args.checkpoint,
+        args.output,
+        merge_lora=not args.no_merge,
+        trust_remote_code=args.trust_remote_code,
+    )
     print(f"exported model: {output}")
     return 0
 

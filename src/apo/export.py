@@ -90,15 +90,19 @@ def load_checkpoint_model(
     dtype: str | None = None,
     device: torch.device | str | None = None,
     merge_lora: bool = False,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """The policy saved in ``checkpoint``, with its processor; with LoRA, a peft
     model, or plain weights when ``merge_lora``.
 
     ``dtype``: None for the dtype the run trained in, else a ``ModelConfig.dtype``.
+    ``trust_remote_code``: the caller's choice alone. A checkpoint may come from
+    someone else: its own ``trust_remote_code`` is never read, so a checkpoint
+    naming a model folder with custom code cannot make us run that code.
     """
     checkpoint = Path(checkpoint)
     check_checkpoint(checkpoint)
-    return _load_checked(checkpoint, dtype, device, merge_lora)
+    return _load_checked(checkpoint, dtype, device, merge_lora, trust_remote_code)
 
 
 def _load_checked(
@@ -106,6 +110,7 @@ def _load_checked(
     dtype: str | None,
     device: torch.device | str | None,
     merge_lora: bool,
+    trust_remote_code: bool,
 ) -> LoadedModel:
     """:func:`load_checkpoint_model` of a checkpoint :func:`check_checkpoint` passed."""
     from safetensors.torch import load_file
@@ -118,7 +123,7 @@ def _load_checked(
     base = ModelConfig(
         name_or_path=saved["name_or_path"],
         dtype=dtype,
-        trust_remote_code=saved.get("trust_remote_code", False),
+        trust_remote_code=trust_remote_code,
     )
     loaded = load_model(base, device=device)
     if (checkpoint / ADAPTER_DIR).is_dir():
@@ -146,20 +151,33 @@ def load_checkpoint_as_model(
     config: ModelConfig, device: torch.device | str | None = None
 ) -> LoadedModel:
     """``load_model`` for a checkpoint named by ``config.name_or_path``: its policy in
-    ``config.dtype``, LoRA merged (what ``apo eval --model CHECKPOINT`` evaluates)."""
-    return load_checkpoint_model(config.name_or_path, config.dtype, device, merge_lora=True)
+    ``config.dtype``, LoRA merged (what ``apo eval --model CHECKPOINT`` evaluates);
+    remote code only when ``config.trust_remote_code`` (the user's flag) allows it."""
+    return load_checkpoint_model(
+        config.name_or_path,
+        config.dtype,
+        device,
+        merge_lora=True,
+        trust_remote_code=config.trust_remote_code,
+    )
 
 
-def export_checkpoint(checkpoint: str | Path, output: str | Path, merge_lora: bool = True) -> Path:
+def export_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    merge_lora: bool = True,
+    trust_remote_code: bool = False,
+) -> Path:
     """Write ``checkpoint``'s model as a Hugging Face folder ``output``; returns it.
 
     Refuses (ValueError) a folder that is not a checkpoint and an ``output`` that
     exists and is not empty: nothing of the user's is ever replaced.
+    ``trust_remote_code``: as in :func:`load_checkpoint_model`, the caller's alone.
     """
     check_checkpoint(checkpoint)
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output} already exists and is not empty: choose a new folder")
     # checked above, before the output: its files are not read a second time
-    loaded = _load_checked(Path(checkpoint), None, None, merge_lora=False)
+    loaded = _load_checked(Path(checkpoint), None, None, False, trust_remote_code)
     return save_model_folder(loaded.model, loaded.processor, output, merge_lora=merge_lora)

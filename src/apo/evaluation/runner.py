@@ -196,6 +196,7 @@ def evaluate(
     *,
     limit: int | None = None,
     dtype: str = "auto",
+    trust_remote_code: bool = False,
     progress: bool = True,
     load: Callable[..., LoadedModel] = load_model,
 ) -> dict[str, Any]:
@@ -203,6 +204,7 @@ def evaluate(
 
     Every benchmark's files are read and checked before the model is loaded, by
     ``load(ModelConfig, device=...)``: ``load_model``, or a loader of checkpoints.
+    ``trust_remote_code``: the user's flag, the only source of that trust.
     """
     output = Path(output)
     keys = [r.key for r in requests]
@@ -216,7 +218,10 @@ def evaluate(
         )
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = load(ModelConfig(name_or_path=model, dtype=dtype), device=device)
+        model_config = ModelConfig(
+            name_or_path=model, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        loaded = load(model_config, device=device)
         engine = build_engine(
             DEFAULT_ENGINE, loaded.model, loaded.processor, loaded.tokenizer, loaded.is_multimodal
         )

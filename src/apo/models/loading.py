@@ -94,6 +94,12 @@ def _load_config(path: str, trust_remote_code: bool):
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
+        if "trust_remote_code" in str(error):
+            raise ValueError(
+                f"model {path!r} ships its own code, which apo runs only when you allow it "
+                "(model.trust_remote_code: true in your config, or --trust-remote-code); "
+                "read that code first"
+            ) from None
         if not Path(path).exists() and not os.path.isabs(path) and "/" not in path.strip("/"):
             hint = "it is not a local folder, and no hub id has this form"
         elif not Path(path).exists():
