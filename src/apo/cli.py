@@ -628,6 +628,33 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert_gguf_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert-gguf",
+        help="write a GGUF model file as a Hugging Face model folder",
+        description=(
+            "Dequantise a GGUF model file (llama.cpp's format; needs pip install gguf) and "
+            "write it as a folder that from_pretrained and apo train load in seconds: "
+            "safetensors weights, config, tokenizer, generation config. A .gguf file also "
+            "works as model.name_or_path directly, at the cost of the dequantisation at "
+            "every load. OUTPUT must be new or empty."
+        ),
+    )
+    parser.add_argument("gguf", metavar="FILE", help="the .gguf model file")
+    parser.add_argument("output", metavar="OUTPUT", help="the model folder to write")
+    parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="weights"
+    )
+    parser.set_defaults(handler=_run_convert_gguf)
+
+
+def _run_convert_gguf(args: argparse.Namespace) -> int:
+    from apo.models.loading import convert_gguf
+
+    print(f"converted model: {convert_gguf(args.gguf, args.output, args.dtype)}")
+    return 0
+
+
 class _LibraryNoise(logging.Filter):
     """Drops library messages that tell an apo user nothing."""
 
@@ -674,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot_parser(subparsers)
     _add_eval_parser(subparsers)
     _add_export_parser(subparsers)
+    _add_convert_gguf_parser(subparsers)
     return parser
 
 

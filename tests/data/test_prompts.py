@@ -11,7 +11,7 @@ from apo.data import (
     chat_messages,
 )
 from apo.data.images import ImageRef
-from apo.data.prompts import check_question_template, format_choices, user_text
+from apo.data.prompts import check_question_template, format_choices, render_prompt, user_text
 from tests.data.test_records_and_formats import write_jsonl
 from tests.helpers import image
 
@@ -89,3 +89,61 @@ def test_prompt_inputs_need_rendered_prompts(tmp_path):
     dataset = PromptDataset.load(DataConfig(path=str(path)))
     with pytest.raises(ValueError, match="load the dataset with a processor"):
         dataset.prompt_inputs([0])
+
+
+@pytest.fixture
+def base_tokenizer(tiny_path):
+    """A tokenizer as a base model ships it: no chat template, and an encoding that
+    starts with its BOS token (Gemma, Llama)."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    tokenizer.chat_template = None
+    tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
+    )
+    return tokenizer
+
+
+def plain(**kwargs):
+    return PromptConfig(**({"format": "plain"} | kwargs))
+
+
+def test_a_plain_prompt_is_bos_system_and_question_with_nothing_after(base_tokenizer):
+    config = plain(system_prompt="Solve it.", question_template="Q: {question}\nA:")
+    text = render_prompt(example(), base_tokenizer, config, is_multimodal=False)
+    assert text == "<bos>Solve it.\n\nQ: Which angle?\nA:"
+    ids = base_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0] == base_tokenizer.bos_token_id  # exactly one, as the tokenizer would add
+    assert base_tokenizer.bos_token_id not in ids[1:]
+
+
+def test_a_plain_prompt_has_no_bos_where_the_tokenizer_adds_none(tiny_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)  # Qwen-style: no BOS
+    text = render_prompt(example(), tokenizer, plain(system_prompt=None), is_multimodal=False)
+    assert text == "Which angle?"
+
+
+def test_auto_uses_the_chat_template_where_there_is_one(base_tokenizer, tiny_path):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_path)
+    chat = render_prompt(example(), processor, PromptConfig(), is_multimodal=True)
+    assert chat.startswith("<|im_start|>system")
+    text = render_prompt(example(), base_tokenizer, PromptConfig(), is_multimodal=False)
+    assert text == f"<bos>{DEFAULT_SYSTEM_PROMPT}\n\nWhich angle?"
+
+
+def test_chat_format_without_a_template_names_the_way_out(base_tokenizer):
+    with pytest.raises(ValueError, match=r"no chat template .* use format plain"):
+        render_prompt(example(), base_tokenizer, PromptConfig(format="chat"), False)
+
+
+def test_a_plain_prompt_refuses_images(base_tokenizer):
+    row = example(images=[ImageRef(image=image())])
+    with pytest.raises(ValueError, match="plain prompts are text only"):
+        render_prompt(row, base_tokenizer, plain(), is_multimodal=False)

@@ -111,3 +111,18 @@ def test_reference_kinds(tiny):
         build_reference(tiny.model, "twin")
     policy = apply_lora(tiny.model, LoraConfig(enabled=True, r=2))
     assert isinstance(build_reference(policy, "copy"), FrozenReference)
+
+
+def test_lora_on_a_text_model_adapts_every_target_without_a_vision_warning(tiny_path):
+    import warnings
+
+    from transformers import AutoTokenizer
+
+    from tests.helpers import tiny_text_model
+
+    model = tiny_text_model(AutoTokenizer.from_pretrained(tiny_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # peft: "no modules were excluded"
+        policy = apply_lora(model, LoraConfig(enabled=True, r=2))
+    adapted = {name.split(".")[-4] for name, _ in policy.named_parameters() if "lora_A" in name}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

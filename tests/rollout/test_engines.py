@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from apo.rollout import Rollout, SamplingConfig, build_engine
-from tests.helpers import chat_prompt, image
+from apo.rollout.transformers_engine import TransformersEngine
+from tests.helpers import chat_prompt, image, tiny_text_model
 
 
 @pytest.fixture(params=["transformers", "native"])
@@ -146,3 +147,25 @@ def test_image_placeholder_tokens_are_never_generated(engine, tiny):
     )
     banned = {image_pad, tiny.model.config.video_token_id, tiny.model.config.vision_start_token_id}
     assert not any(set(r.response_ids) & banned for r in rollouts)
+
+
+def test_the_chat_templates_end_of_turn_ends_a_response(tiny_path):
+    """Stops: the generation config's, the tokenizer's, and the template's end of turn,
+    found by rendering a conversation (Gemma names only <eos> in its config)."""
+    from transformers import AutoTokenizer
+
+    from apo.rollout.transformers_engine import turn_end_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    assert turn_end_token_ids(tokenizer) == {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})
+    tokenizer.chat_template = (
+        "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}"
+        "<end_of_turn>\n{% endfor %}"
+    )
+    turn_end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert turn_end_token_ids(tokenizer) == {turn_end}
+    engine = TransformersEngine(tiny_text_model(tokenizer), tokenizer, tokenizer, False)
+    assert engine.end_ids(engine.model) == {tokenizer.eos_token_id, turn_end}
+    tokenizer.chat_template = None
+    assert turn_end_token_ids(tokenizer) == set()

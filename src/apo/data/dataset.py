@@ -12,7 +12,13 @@ from pydantic import Field
 from apo.data.errors import DataError
 from apo.data.formats import Example, parse_record
 from apo.data.images import check_image
-from apo.data.prompts import PromptConfig, PromptInput, prompt_input, render_prompt
+from apo.data.prompts import (
+    PromptConfig,
+    PromptInput,
+    prompt_input,
+    render_prompt,
+    uses_chat_template,
+)
 from apo.data.records import read_records
 from apo.section import Section
 
@@ -110,6 +116,8 @@ class PromptDataset:
         examples: list[Example] = []
         prompts: list[str] = []
         seen: dict[str, str] = {}
+        if processor is not None:
+            uses_chat_template(processor, config.prompt)  # a format the model lacks: no row fits
         for path in _paths(config):
             for record in read_records(path, config.split):
                 if config.limit is not None and report.rows >= config.limit:

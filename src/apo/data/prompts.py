@@ -1,11 +1,12 @@
-"""Turn an :class:`Example` into the model's prompt, with the model's own chat template."""
+"""Turn an :class:`Example` into the model's prompt: with the model's own chat template,
+or as plain text for a base model that has none."""
 
 from __future__ import annotations
 
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -21,6 +22,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+PromptFormat = Literal["auto", "chat", "plain"]
 
 
 @dataclass
@@ -47,6 +50,15 @@ class PromptConfig(Section):
         description=(
             "The user text; {question} is the question and {choices} the lettered options. "
             "Without {choices}, options are appended after the question."
+        ),
+    )
+    format: PromptFormat = Field(
+        "auto",
+        description=(
+            "chat: the model's chat template; plain (base models): the tokenizer's BOS token "
+            "where its encoding starts with one, the system text and the user text, joined "
+            "by a blank line, nothing after it (end question_template where the answer "
+            "begins); auto: chat when the model has a chat template, else plain."
         ),
     )
 
@@ -129,13 +141,60 @@ def chat_messages(
     return messages
 
 
+def has_chat_template(processor: Any) -> bool:
+    """Whether the processor (or its tokenizer) carries a chat template."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return bool(getattr(processor, "chat_template", None) or tokenizer.chat_template)
+
+
+def uses_chat_template(processor: Any, config: PromptConfig) -> bool:
+    """``config.format`` resolved for this processor; ValueError for ``chat`` without one."""
+    if config.format == "auto":
+        return has_chat_template(processor)
+    if config.format == "chat" and not has_chat_template(processor):
+        raise ValueError(
+            "data.prompt.format is chat, but the model has no chat template (a base "
+            "model?): use format plain (or auto)"
+        )
+    return config.format == "chat"
+
+
 def render_prompt(
     example: Example, processor: Any, config: PromptConfig, is_multimodal: bool
 ) -> str:
     """The prompt text, ending where the assistant's answer begins."""
-    return processor.apply_chat_template(
-        chat_messages(example, config, is_multimodal), add_generation_prompt=True, tokenize=False
-    )
+    if uses_chat_template(processor, config):
+        return processor.apply_chat_template(
+            chat_messages(example, config, is_multimodal),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+    return plain_prompt(example, processor, config)
+
+
+def plain_prompt(example: Example, processor: Any, config: PromptConfig) -> str:
+    """``[BOS]system\n\nuser text``, for a model without a chat template.
+
+    BOS: apo encodes prompts without special tokens (a chat template writes its
+    own), so the tokenizer's BOS token is written here when its own encoding
+    starts with it (Gemma, Llama; not GPT-2 or Qwen, which add none).
+    """
+    if example.images:
+        raise ValueError(
+            f"{example.location}: plain prompts are text only, but the row has images "
+            "(a vision-language model needs its chat template: data.prompt.format chat)"
+        )
+    tokenizer = getattr(processor, "tokenizer", processor)
+    bos = tokenizer.bos_token if _encoding_starts_with_bos(tokenizer) else ""
+    system = example.system_prompt or config.system_prompt
+    return bos + "\n\n".join([*([system] if system else []), user_text(example, config)])
+
+
+def _encoding_starts_with_bos(tokenizer: Any) -> bool:
+    if tokenizer.bos_token_id is None:
+        return False
+    ids = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
 
 
 def prompt_input(example: Example, text: str) -> PromptInput:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from apo.models.loading import vision_tower
 from apo.models.unwrap import unwrap_model
 from apo.section import Section
 
@@ -56,12 +57,15 @@ def apply_lora(model, settings: LoraConfig):
     """Wrap ``model`` in a ``peft`` model with fresh LoRA adapters (only they train)."""
     from peft import LoraConfig, get_peft_model  # seconds to import: only for LoRA runs
 
+    exclude = settings.exclude_modules
+    if exclude == DEFAULT_EXCLUDE_MODULES and vision_tower(model) is None:
+        exclude = None  # a text model has no tower to keep out (peft warns that none matched)
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
-        exclude_modules=settings.exclude_modules,
+        exclude_modules=exclude,
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -36,11 +36,7 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 
 from apo.models.prefix import decoder_of, prefill, supports_cached_decoding
 from apo.rollout.base import ENGINES, PromptInput, Rollout, SamplingConfig
-from apo.rollout.transformers_engine import (
-    TransformersEngine,
-    _end_token_ids,
-    placeholder_token_ids,
-)
+from apo.rollout.transformers_engine import TransformersEngine, placeholder_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +121,7 @@ class NativeEngine(TransformersEngine):
         tokens = self._decode(model, inputs, copies, sampling)
         if greedy and sampling.group_size > 1:
             tokens = [row for row in tokens for _ in range(sampling.group_size)]
-        return self._rollouts(tokens, offset, _end_token_ids(model, self.tokenizer), sampling)
+        return self._rollouts(tokens, offset, self.end_ids(model), sampling)
 
     def _decode(
         self, model: Any, inputs: dict[str, Tensor], copies: int, sampling: SamplingConfig
@@ -141,7 +137,7 @@ class NativeEngine(TransformersEngine):
         attention_mask = attention_mask.repeat_interleave(copies, dim=0)
         next_position = next_position.repeat_interleave(copies, dim=0)
 
-        end_ids = sorted(_end_token_ids(model, self.tokenizer))
+        end_ids = sorted(self.end_ids(model))
         suppressed = placeholder_token_ids(model)
         stops = (
             StopStringCriteria(self.tokenizer, sampling.stop_strings)

@@ -30,6 +30,41 @@ def _end_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+_SENTINEL = "apo-end-of-turn-probe"
+
+
+def turn_end_token_ids(processor: Any) -> set[int]:
+    """The special token that closes an assistant turn in the chat template
+    (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``), found by rendering a short
+    conversation; empty without a template.
+
+    A model's generation config often names only its document end (Gemma's base
+    models: ``<eos>``), while a chat-style answer ends its turn with this token.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if not (getattr(processor, "chat_template", None) or tokenizer.chat_template):
+        return set()
+    special = set(tokenizer.all_special_ids) | {
+        index for index, token in tokenizer.added_tokens_decoder.items() if token.special
+    }
+    # Text-only templates take a string, some multimodal ones only a list of parts.
+    for content in (_SENTINEL, [{"type": "text", "text": _SENTINEL}]):
+        turns = [
+            {"role": "user", "content": "?"},
+            {"role": "assistant", "content": content},
+        ]
+        try:
+            text = processor.apply_chat_template(turns, tokenize=False)
+        except Exception:  # templates raise their own errors (roles, content)
+            continue
+        if _SENTINEL in text:
+            after = text.split(_SENTINEL, 1)[1].lstrip()
+            ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+            if ids and ids[0] in special:
+                return {ids[0]}
+    return set()
+
+
 # Placeholder tokens that stand for image or video features. A response must never
 # contain one: fed back for training, the model would look for features it lacks.
 _PLACEHOLDER_TOKEN_ATTRIBUTES = (
@@ -66,6 +101,12 @@ class TransformersEngine:
         self.processor = processor
         self.tokenizer = tokenizer
         self.is_multimodal = is_multimodal
+        self._turn_end_ids = turn_end_token_ids(processor)
+
+    def end_ids(self, model: Any) -> set[int]:
+        """Where a response ends: the generation config's end tokens, the tokenizer's,
+        and the chat template's end of turn."""
+        return _end_token_ids(model, self.tokenizer) | self._turn_end_ids
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the training module itself."""
@@ -152,7 +193,7 @@ class TransformersEngine:
     ) -> list[Rollout]:
         inputs = self._encode(model, prompts)
         prompt_length = inputs["input_ids"].shape[1]
-        end_ids = _end_token_ids(model, self.tokenizer)
+        end_ids = self.end_ids(model)
         greedy = sampling.temperature == 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
