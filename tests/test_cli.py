@@ -138,3 +138,19 @@ def test_estimate_memory_of_a_config_without_its_data_path(tmp_path):
     assert table.returncode == 0, table.stderr
     assert "KV cache (rollout)" in table.stdout and "peak:" in table.stdout
     assert "warning: the peak" not in table.stderr
+
+
+def test_convert_gguf_refuses_what_it_cannot_convert_before_loading_anything(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"")
+    result = run_apo("convert-gguf", str(tmp_path / "model.bin"), str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "model.bin is not a .gguf file" in result.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep")
+    (tmp_path / "m.gguf").write_bytes(b"")
+    result = run_apo("convert-gguf", str(tmp_path / "m.gguf"), str(tmp_path / "taken"))
+    assert result.returncode == 2 and "already exists and is not empty" in result.stderr
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+    result = run_apo("convert-gguf", str(tmp_path / "missing.gguf"), str(tmp_path / "out"))
+    assert result.returncode == 2 and "no such GGUF file" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -649,7 +649,7 @@ def _add_convert_gguf_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_convert_gguf(args: argparse.Namespace) -> int:
-    from apo.models.loading import convert_gguf
+    from apo.models.gguf import convert_gguf
 
     print(f"converted model: {convert_gguf(args.gguf, args.output, args.dtype)}")
     return 0

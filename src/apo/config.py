@@ -23,6 +23,7 @@ from apo.algorithms.advantages import GROUP_RELATIVE
 from apo.data import DataConfig
 from apo.evaluation.training import EvalConfig
 from apo.models import TINY_MODEL_NAME, LoraConfig, ModelConfig
+from apo.models.packaged import PACKAGED_MODELS
 from apo.nested import merge
 from apo.rewards import RewardConfig
 from apo.rollout import RolloutConfig
@@ -344,9 +345,14 @@ def resolve_input_paths(raw: dict[str, Any], folder: Path) -> None:
 
     model = mapping(raw.get("model"))
     name = model.get("name_or_path")
-    if isinstance(name, str) and name != TINY_MODEL_NAME:
-        found = _config_relative(name, folder, "model.name_or_path", Path.is_dir)
+    if isinstance(name, str) and name != TINY_MODEL_NAME and name not in PACKAGED_MODELS:
+        found = _config_relative(name, folder, "model.name_or_path", _model_source)
         model["name_or_path"] = found or name  # not a folder: a hub id
+
+
+def _model_source(path: Path) -> bool:
+    """A model folder, or a GGUF model file."""
+    return path.is_dir() or (path.suffix == ".gguf" and path.is_file())
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

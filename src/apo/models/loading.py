@@ -20,6 +20,8 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from apo.models.gguf import forget_gguf_quantization, pretrained_source
+from apo.models.packaged import PACKAGED_MODELS, packaged_model_path
 from apo.models.tiny import TINY_MODEL_NAME, tiny_model_path
 from apo.section import Section
 
@@ -35,7 +37,8 @@ class ModelConfig(Section):
             "Local folder (relative to the config file) or hub id of a Hugging Face VLM or "
             "causal LM, or a .gguf file (dequantised on load; apo convert-gguf writes it as a "
             f"folder that loads in seconds); '{TINY_MODEL_NAME}' is the built-in tiny "
-            "Qwen2.5-VL model."
+            "Qwen2.5-VL model, 'gemma3-270m' the real base model of pip install "
+            "'apo-rl[real-model]' (Gemma Terms of Use)."
         ),
     )
     dtype: DTypeName = Field(
@@ -72,9 +75,12 @@ class LoadedModel:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """The built-in tiny model's folder for its name; anything else unchanged."""
+    """The built-in tiny model's folder for its name, a packaged real model's
+    (``gemma3-270m``, converted on first use) for its; anything else unchanged."""
     if name_or_path == TINY_MODEL_NAME:
         return str(tiny_model_path())
+    if name_or_path in PACKAGED_MODELS:
+        return str(packaged_model_path(name_or_path))
     return name_or_path
 
 
@@ -87,17 +93,6 @@ def resolve_dtype(name: DTypeName, device: torch.device | str | None = None) -> 
     if on_gpu and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def pretrained_source(path: str) -> tuple[str, dict[str, Any]]:
-    """``from_pretrained``'s folder (or hub id) and extra arguments for ``path``: a GGUF
-    file is its folder and ``gguf_file``."""
-    if Path(path).suffix != ".gguf":
-        return path, {}
-    file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"cannot load model {path!r}: no such GGUF file")
-    return str(file.parent), {"gguf_file": file.name}
 
 
 def _load_config(path: str, trust_remote_code: bool):
@@ -179,41 +174,6 @@ def load_model(config: ModelConfig, device: torch.device | str | None = None) ->
     return LoadedModel(
         model=model, processor=processor, tokenizer=tokenizer, is_multimodal=multimodal, path=path
     )
-
-
-def forget_gguf_quantization(model) -> None:
-    """Make a model loaded from a GGUF file an ordinary one.
-
-    transformers dequantises GGUF weights into plain tensors on load, but keeps
-    its GGUF quantizer on the model, which then refuses ``save_pretrained``
-    ("not serializable"), ``.float()`` and ``.half()``: checkpoints and the
-    final model could not be written. The weights are plain, so the quantizer
-    and its config entry go, and the model saves as ordinary safetensors.
-    """
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-
-
-def convert_gguf(path: str | Path, output: str | Path, dtype: DTypeName = "auto") -> Path:
-    """Write the GGUF model file ``path`` as a Hugging Face folder ``output`` (weights as
-    safetensors in ``dtype``, tokenizer, generation config); returns it.
-
-    Loading a GGUF file dequantises every tensor (about a minute for Gemma 3 270M
-    on 2 CPU cores); the folder loads in seconds. ``output`` must be new or empty.
-    """
-    output = Path(output)
-    if Path(path).suffix != ".gguf":
-        raise ValueError(f"{path} is not a .gguf file")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise ValueError(f"{output} already exists and is not empty: choose a new folder")
-    # auto would be bfloat16 on a GPU: the folder keeps the dequantised values unless asked
-    dtype = "float32" if dtype == "auto" else dtype
-    loaded = load_model(ModelConfig(name_or_path=str(path), dtype=dtype))
-    loaded.model.save_pretrained(output, safe_serialization=True)
-    loaded.processor.save_pretrained(output)
-    return output
 
 
 def enable_activation_checkpointing(model) -> None:
