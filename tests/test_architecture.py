@@ -23,6 +23,7 @@ TRAINING = {
     "agreement",
     "distributed",
     "batching",
+    "dynamic_sampling",
     "optim",
     "metrics",
     "tracking",

@@ -4,7 +4,8 @@ One step, as :meth:`Trainer.step` reads top to bottom:
 
 1. take this process's share of the step's prompts;
 2. generate G responses per prompt;
-3. score them (reward components, correctness);
+3. score them (reward components, correctness); with dynamic sampling, repeat
+   1-3 on further prompts until the step has its groups with varied rewards;
 4. group advantages with STCR, DADS KL weights (``apo.algorithms``);
 5. reference log-probs (and old log-probs when the update is off-policy);
 6. ``ppo_epochs`` passes over ``prompts_per_step / prompts_per_update``
@@ -27,6 +28,7 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,8 +54,9 @@ from apo.checkpoint import (
     save_checkpoint,
 )
 from apo.config import TrainConfig, config_to_yaml
-from apo.data import Example, PromptDataset, ResumableSampler
+from apo.data import PromptDataset, ResumableSampler
 from apo.distributed import check_deepspeed_config, configure_deepspeed
+from apo.dynamic_sampling import collect_groups, join_groups, renumbered
 from apo.evaluation.training import PeriodicEvaluation
 from apo.export import save_model_folder
 from apo.memory import OutOfMemory, retry_halving
@@ -312,29 +315,23 @@ class Trainer:
         cfg, timings = self.config, {}
         step_start = time.perf_counter()
 
-        # 1. this process's prompts
+        # 1.-3. this process's prompts, G responses to each, their scores; with dynamic
+        # sampling, more batches until the step has its groups with varied rewards (a
+        # failure on one process stops every process, with its message)
         self.batcher.new_step()
-        global_indices = self.sampler.next_batch()
-        indices = [global_indices[p] for p in self.positions]
-        prompts = self.dataset.prompt_inputs(indices)
-
-        # 2.-3. generate G responses per prompt and score them (a failure on one
-        # process stops every process here, with its message)
+        indices, prompts, rollouts, scored, generated, sampling = self._rollout_groups(timings)
         examples = [self.dataset.examples[i] for i in indices]
-        rollouts, scored = self._agreed(
-            lambda: self._generate_and_score(prompts, examples, timings)
-        )
 
-        self._check_reward_failures(scored.failures, len(rollouts))
+        self._check_reward_failures(scored.failures, generated)
 
         # 4. advantages (STCR) and KL weights (DADS), group by group
         lengths = torch.tensor([r.length for r in rollouts], dtype=torch.float32)
         shaped = shape_advantages(
             scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
-        keep = (
+        keep = (  # dynamic sampling fills a short step with groups it does not train on
             varied_groups(scored.total, cfg.rollout.group_size)
-            if cfg.algorithm.filter_uniform_groups
+            if cfg.algorithm.filter_uniform_groups or cfg.rollout.dynamic_sampling
             else torch.ones_like(scored.total, dtype=torch.bool)
         )
 
@@ -368,7 +365,7 @@ class Trainer:
         self.batcher.new_step()
         # 7. metrics of the whole step, over all processes
         metrics = self._rollout_metrics(rollouts, scored, shaped, keep, timings)
-        metrics |= loss_metrics
+        metrics |= sampling | loss_metrics
         metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
         self._log_samples(examples, rollouts, scored, shaped)
         return metrics
@@ -379,21 +376,73 @@ class Trainer:
         """``attempt()``; with several processes, a failure on any is raised on all."""
         return run_agreed(attempt, gather_object, self.accelerator.num_processes)
 
+    def _rollout_groups(
+        self, timings: dict[str, float]
+    ) -> tuple[list[int], list[PromptInput], list[Rollout], RewardResult, int, dict[str, float]]:
+        """This process's examples (dataset indices), their prompts, responses and
+        scores, the number of responses it generated (more than it returns with
+        dynamic sampling: :mod:`apo.dynamic_sampling`) and that sampling's metrics."""
+        cfg = self.config
+
+        def generate_round(
+            round_index: int,
+        ) -> tuple[list[int], list[PromptInput], list[Rollout], RewardResult]:
+            global_indices = self.sampler.next_batch()
+            indices = [global_indices[p] for p in self.positions]
+            prompts = self.dataset.prompt_inputs(indices)
+            rollouts, scored = self._agreed(
+                lambda: self._generate_and_score(prompts, indices, round_index, timings)
+            )
+            return indices, prompts, rollouts, scored
+
+        if not cfg.rollout.dynamic_sampling:
+            indices, prompts, rollouts, scored = generate_round(0)
+            return indices, prompts, rollouts, scored, len(rollouts), {}
+        collected = collect_groups(
+            lambda round_index: itemgetter(0, 2, 3)(generate_round(round_index)),
+            self.positions,
+            cfg.batch.prompts_per_step,
+            cfg.rollout.group_size,
+            cfg.rollout.dynamic_sampling_max_rounds,
+            lambda local: gather_object([local]),
+        )
+        indices = [group.example for group in collected.groups]
+        return (
+            indices,
+            self.dataset.prompt_inputs(indices),
+            renumbered(collected.groups),
+            join_groups(collected.groups, collected.failures),
+            collected.generated,
+            collected.metrics,
+        )
+
     def _generate_and_score(
-        self, prompts: list[PromptInput], examples: list[Example], timings: dict[str, float]
+        self,
+        prompts: list[PromptInput],
+        indices: list[int],
+        round_index: int,
+        timings: dict[str, float],
     ) -> tuple[list[Rollout], RewardResult]:
+        """G responses to each of these examples, and their scores (times added up
+        over a step's rounds)."""
         cfg = self.config
         start = time.perf_counter()
         seeds = None
-        if cfg.rollout.seed_per_prompt:
-            seeds = [prompt_seed(cfg.training.seed, self.step_index, p) for p in self.positions]
+        if cfg.rollout.seed_per_prompt:  # a round's prompts after the earlier rounds'
+            offset = round_index * cfg.batch.prompts_per_step
+            seeds = [
+                prompt_seed(cfg.training.seed, self.step_index, offset + p) for p in self.positions
+            ]
         rollouts = self._generate(prompts, seeds)
-        timings["time/generation"] = time.perf_counter() - start
+        timings["time/generation"] = timings.get("time/generation", 0.0) + (
+            time.perf_counter() - start
+        )
         start = time.perf_counter()
+        examples = [self.dataset.examples[i] for i in indices]
         scored = self.rewards.score(
             [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
         )
-        timings["time/reward"] = time.perf_counter() - start
+        timings["time/reward"] = timings.get("time/reward", 0.0) + time.perf_counter() - start
         return rollouts, scored
 
     def _generate(self, prompts: list[PromptInput], seeds: list[int] | None) -> list[Rollout]:

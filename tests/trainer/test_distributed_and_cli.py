@@ -38,18 +38,25 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("max_tokens", "share"),
-    [(None, False), (150, False), (150, True)],
-    ids=["rows", "token-budget", "shared-prompts"],
+    ("max_tokens", "share", "dynamic"),
+    [(None, False, False), (150, False, False), (150, True, False), (None, False, True)],
+    ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling"],
 )
 def test_two_processes_train_like_one_with_the_same_global_batch(
-    tmp_path, tiny_path, max_tokens, share
+    tmp_path, tiny_path, max_tokens, share, dynamic
 ):
     # With a token budget each process cuts its rows into its own number of
     # micro-batches, and they must agree on a common count. Shared prompts call
     # the DDP-wrapped model twice (prompts, then responses) before one backward.
+    # Dynamic sampling selects the groups of all processes' rounds: the same ones.
     sections = {
-        "rollout": {"group_size": 4, "max_new_tokens": 10, "seed_per_prompt": True},
+        "rollout": {
+            "group_size": 2 if dynamic else 4,
+            "max_new_tokens": 10,
+            "seed_per_prompt": True,
+            "dynamic_sampling": dynamic,
+            "dynamic_sampling_max_rounds": 3,
+        },
         "batch": {
             "prompts_per_step": 4,
             "prompts_per_update": 2,
@@ -84,8 +91,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
     assert launched.returncode == 0, launched.stderr[-3000:]
 
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    if dynamic:
+        assert any(r["dynamic_sampling/rounds"] > 1 for r in one)
     for a, b in zip(one, two, strict=True):
         assert a["reward/total"] == b["reward/total"]  # the same responses, whatever the layout
+        assert a.get("dynamic_sampling/rounds") == b.get("dynamic_sampling/rounds")
         assert a["loss/total"] == pytest.approx(b["loss/total"], rel=1e-4, abs=1e-6)
         assert a["optim/grad_norm"] == pytest.approx(b["optim/grad_norm"], rel=1e-4)
     base = load_file(f"{tiny_path}/model.safetensors")

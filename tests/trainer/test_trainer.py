@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
+from apo.algorithms import shape_advantages
 from apo.checkpoint import list_checkpoints, read_trainer_state
 from apo.evaluation.judge import Judge
 from apo.models import unwrap_model
@@ -149,10 +150,15 @@ def test_apo_shapes_what_grpo_leaves_alone(make_config):
     assert apo["adv/abs_mean"] > grpo["adv/abs_mean"]  # wrong answers pushed harder
 
 
-def test_resume_continues_identically(make_config, monkeypatch):
-    reference = Trainer(make_config("straight", training={"max_steps": 3, "seed": 0})).train()
+DYNAMIC_SAMPLING = {"group_size": 2, "dynamic_sampling": True, "dynamic_sampling_max_rounds": 3}
 
-    config = make_config("interrupted", training={"max_steps": 3, "seed": 0})
+
+@pytest.mark.parametrize("rollout", [{}, DYNAMIC_SAMPLING], ids=["plain", "dynamic-sampling"])
+def test_resume_continues_identically(make_config, monkeypatch, rollout):
+    training = {"max_steps": 3, "seed": 0}
+    reference = Trainer(make_config("straight", training=training, rollout=rollout)).train()
+
+    config = make_config("interrupted", training=training, rollout=rollout)
     trainer = Trainer(config)
     original_step = Trainer.step
 
@@ -473,3 +479,32 @@ def test_a_reward_failing_on_every_response_stops_the_run(make_config, tmp_path)
     assert [r["step"] for r in records] == [1]  # the second step stopped before its update
     assert records[0]["reward/broken/errors"] == 8.0  # 2 prompts x 4 responses, all counted
     assert read_trainer_state(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 1
+
+
+def test_dynamic_sampling_trains_only_on_groups_with_varied_rewards(make_config, monkeypatch):
+    """Groups of 2 on the untrained model: many have equal rewards. Each step keeps
+    generating until it has 2 varied groups (or 3 rounds); advantage shaping (STCR,
+    DADS) sees only the selected groups, and a short step's fill-ins are not trained."""
+    import apo.trainer
+
+    seen = []
+
+    def recording(total, *args, **kwargs):
+        seen.append(total.reshape(-1, 2).clone())
+        return shape_advantages(total, *args, **kwargs)
+
+    monkeypatch.setattr(apo.trainer, "shape_advantages", recording)
+    config = make_config(rollout=DYNAMIC_SAMPLING, training={"max_steps": 4, "seed": 1})
+    Trainer(config).train()
+    records = read_metrics(config.logging.output_dir)
+    assert len(seen) == len(records) == 4
+    for groups, record in zip(seen, records, strict=True):
+        varied = int((groups[:, 0] != groups[:, 1]).sum())
+        assert groups.shape == (2, 2)  # prompts_per_step groups, whatever the rounds
+        assert record["dynamic_sampling/missing_groups"] == 2 - varied
+        assert record["groups/filtered_frac"] == (2 - varied) / 2  # fill-ins not trained
+        assert 1 <= record["dynamic_sampling/rounds"] <= 3
+        if record["dynamic_sampling/rounds"] < 3:
+            assert varied == 2  # it stopped because it had them
+    assert any(r["dynamic_sampling/rounds"] > 1 for r in records)  # rounds did happen
+    assert any(r["dynamic_sampling/dropped_frac"] > 0 for r in records)

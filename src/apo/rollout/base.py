@@ -72,6 +72,19 @@ class RolloutConfig(SamplingConfig):
             "responses no longer depend on batching or the number of processes (slower)."
         ),
     )
+    dynamic_sampling: bool = Field(
+        False,
+        description=(
+            "DAPO's dynamic sampling: groups whose rewards are all equal (no policy "
+            "gradient) are dropped and more batches of prompts generated until the step "
+            "has batch.prompts_per_step groups with varied rewards, or "
+            "dynamic_sampling_max_rounds batches were generated (then it trains on those it "
+            "has)."
+        ),
+    )
+    dynamic_sampling_max_rounds: int = Field(
+        4, ge=1, description="Most batches of prompts generated per step with dynamic_sampling."
+    )
 
     @field_validator("engine")
     @classmethod
