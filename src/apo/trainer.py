@@ -28,7 +28,6 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
-from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -398,8 +397,13 @@ class Trainer:
         if not cfg.rollout.dynamic_sampling:
             indices, prompts, rollouts, scored = generate_round(0)
             return indices, prompts, rollouts, scored, len(rollouts), {}
+
+        def scored_round(round_index: int) -> tuple[list[int], list[Rollout], RewardResult]:
+            indices, _, rollouts, scored = generate_round(round_index)
+            return indices, rollouts, scored  # the prompts of the groups kept are built below
+
         collected = collect_groups(
-            lambda round_index: itemgetter(0, 2, 3)(generate_round(round_index)),
+            scored_round,
             self.positions,
             cfg.batch.prompts_per_step,
             cfg.rollout.group_size,

@@ -105,3 +105,32 @@ def test_train_checkpoint_resume_and_export_a_real_model(tmp_path, monkeypatch):
     again = load_file(tmp_path / "model" / "model.safetensors")
     assert all(torch.equal(expected[name], again[name]) for name in expected)
     assert (tmp_path / "model" / "tokenizer.json").is_file()
+
+
+def test_the_real_model_experiment_runs_as_documented(tmp_path):
+    """scripts/real_model.py --quick: start evaluation, two steps, final evaluation,
+    the report and the results JSON with the keys docs/REAL_MODEL.md names."""
+    import subprocess
+    import sys
+
+    from tests.trainer.conftest import ROOT
+
+    output, results = tmp_path / "run", tmp_path / "results" / "real_model.json"
+    command = [sys.executable, str(ROOT / "scripts" / "real_model.py"), "--quick"]
+    done = subprocess.run(
+        [*command, "--output", str(output), "--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| held-out stories, greedy |" in done.stdout
+    figures = json.loads(results.read_text())
+    for key in ("greedy", "sampled"):
+        assert 0 <= figures[f"{key}_before"] <= 1 and 0 <= figures[f"{key}_after"] <= 1
+    assert figures["seconds"] > 0 and (output / "report.md").is_file()
+    again = subprocess.run(
+        [*command, "--output", str(output)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert again.returncode == 2 and "not empty" in again.stderr  # nothing overwritten
