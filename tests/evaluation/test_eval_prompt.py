@@ -54,13 +54,18 @@ def test_by_default_the_r1_style_prompt_is_used_and_recorded(default_run):
     assert settings["prompt"] == {
         "system_prompt": DEFAULT_SYSTEM_PROMPT,
         "question_template": "{question}",
+        "format": "auto",  # the chat template where the model has one
     }
     assert DEFAULT_SYSTEM_PROMPT in prompt
 
 
 def test_the_prompt_flags_reach_the_model_and_the_settings(flags_run):
     output, settings, prompt = flags_run
-    assert settings["prompt"] == {"system_prompt": None, "question_template": "Q: {question}"}
+    assert settings["prompt"] == {
+        "system_prompt": None,
+        "question_template": "Q: {question}",
+        "format": "auto",
+    }
     assert "Q: What color?" in prompt and DEFAULT_SYSTEM_PROMPT not in prompt
     summary = json.loads((output / "summary.json").read_text())
     assert summary["settings"]["prompt"] == settings["prompt"]
@@ -76,6 +81,7 @@ def test_prompt_from_reads_a_training_config_and_flags_override_it(questions, tm
     assert settings["prompt"] == {
         "system_prompt": "Be brief.",
         "question_template": "Answer: {question}",
+        "format": "auto",
     }
     assert "Be brief." in prompt and "Answer: What color?" in prompt
 
