@@ -40,7 +40,11 @@ def test_the_packaged_model_is_an_ordinary_folder_that_answers_sensibly(gemma):
     assert config["model_type"] == "gemma3_text" and "quantization_config" not in config
     assert not gemma.is_multimodal and gemma.model.num_parameters() > 250e6
     prompt = render_prompt(
-        Example(id="q", question="The capital of France is", answer="Paris"),
+        Example(
+            id="q",
+            question="The capital of France is Paris. The capital of Italy is",
+            answer="Rome",
+        ),
         gemma.processor,
         PromptConfig(system_prompt=None),
         is_multimodal=False,
@@ -49,7 +53,7 @@ def test_the_packaged_model_is_an_ordinary_folder_that_answers_sensibly(gemma):
     assert ids[0, 0].item() == gemma.tokenizer.bos_token_id  # plain mode: BOS written once
     assert (ids == gemma.tokenizer.bos_token_id).sum() == 1
     output = gemma.model.generate(ids, max_new_tokens=4, do_sample=False)
-    assert "Paris" in gemma.tokenizer.decode(output[0, ids.shape[1] :])
+    assert "Rome" in gemma.tokenizer.decode(output[0, ids.shape[1] :])
 
 
 def real_config(output_dir, **changes) -> TrainConfig:
