@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from apo.algorithms import varied_groups
 from apo.rewards.runner import RewardResult
 from apo.rollout import Rollout
 
@@ -45,8 +46,8 @@ class Group:
 
     @property
     def varied(self) -> bool:
-        """Not all rewards equal (the exact test of ``algorithms.varied_groups``)."""
-        return bool((self.total != self.total[0]).any())
+        """Not all rewards equal (``algorithms.varied_groups``, the trainer's test)."""
+        return bool(varied_groups(self.total, len(self.total))[0])
 
 
 def split_groups(
