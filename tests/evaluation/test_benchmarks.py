@@ -2,6 +2,7 @@
 way) into questions: ids, answers, options, images and categories."""
 
 import json
+import re
 
 import pytest
 
@@ -117,6 +118,61 @@ def test_a_missing_image_names_the_row(tmp_path):
     (folder / "images" / "image_2.png").unlink()
     with pytest.raises(DataError, match=r"testmini\.json\[1\], field 'image'"):
         load("mathverse", folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"choices": "red or blue"}, "field 'choices': must be a list of strings"),
+        ({"image": {"bytes": 10**15}}, "field 'image': image 'bytes' must be raw bytes, got int"),
+        ({"image": {"bytes": "iVBORw0KGgo="}}, "field 'image': image 'bytes' must be raw bytes"),
+        ({"response": "red"}, "field 'response': is the name of an argument of reward functions"),
+        ({"id": ["c1"]}, "field 'id': must be a string or an integer, got list"),
+        ({"question": {"text": "What color?"}}, "field 'question': must be a non-empty string"),
+    ],
+    ids=["choices", "image-bytes-number", "image-bytes-text", "response", "id", "question"],
+)
+def test_custom_rows_of_the_wrong_type_name_file_line_and_field(tmp_path, change, message):
+    path = fixtures.custom(tmp_path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1].update(change)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=re.escape(f"{path}:2, {message}")):
+        load("custom", path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, ": malformed JSON: nested too deeply"),
+        ('{"question": "q", "answer": ' + "9" * 5000 + "}", ": malformed JSON: a number has"),
+        (b'{"question": "\xff", "answer": "1"}', ": not UTF-8 text: byte 0xff at column 15"),
+    ],
+    ids=["deep", "long-number", "not-utf8"],
+)
+def test_unreadable_custom_lines_name_the_line(tmp_path, line, message):
+    path = fixtures.custom(tmp_path)
+    path.write_bytes(path.read_bytes() + (line if isinstance(line, bytes) else line.encode()))
+    with pytest.raises(DataError, match=re.escape(f"{path}:3{message}")):
+        load("custom", path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"precision": [1]}, "field 'precision': must be a whole number, got list"),
+        ({"precision": "one"}, "field 'precision': must be a whole number, got 'one'"),
+        ({"choices": 5}, "field 'choices': must be a list of strings"),
+    ],
+    ids=["precision-list", "precision-text", "choices"],
+)
+def test_mathvista_fields_of_the_wrong_type(tmp_path, change, message):
+    folder = fixtures.mathvista_json(tmp_path)
+    rows = json.loads((folder / "testmini.json").read_text())
+    rows["1"].update(change)
+    (folder / "testmini.json").write_text(json.dumps(rows))
+    with pytest.raises(DataError, match=re.escape(f"testmini.json['1'], {message}")):
+        load("mathvista", folder)
 
 
 def test_a_folder_without_the_files_says_what_it_looked_for(tmp_path):

@@ -106,6 +106,26 @@ def test_bad_benchmark_arguments_fail_before_loading(benchmark_files, tmp_path):
     assert result.returncode == 2 and "no summary.json" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            {"question": "q", "answer": "1", "image": {"bytes": "iVBORw0KGgo="}},
+            ":2, field 'image': image 'bytes' must be raw bytes, got str",
+        ),
+        ("[" * 100_000 + "]" * 100_000, ":2: malformed JSON: nested too deeply"),
+    ],
+    ids=["wrong-type", "deep-json"],
+)
+def test_a_bad_custom_row_is_one_error_line_without_traceback(tmp_path, row, message):
+    path = tmp_path / "questions.jsonl"
+    line = row if isinstance(row, str) else json.dumps(row)
+    path.write_text(json.dumps({"question": "q", "answer": "1"}) + "\n" + line + "\n")
+    result = apo("eval", "--model", "tiny", f"--benchmark=custom={path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"apo eval: error: {path}{message}" in result.stderr
+
+
 def test_read_results_keeps_only_complete_questions(tmp_path):
     path = tmp_path / "r.jsonl"
     rows = [{"id": "a", "sample": 0}, {"id": "a", "sample": 1}, {"id": "b", "sample": 0}]

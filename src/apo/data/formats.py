@@ -16,22 +16,32 @@ order, are the images. A system turn, if present, is kept as the system prompt.
     {"id": "q1", "image": "a.png" | "images": [...], "question": "...",
      "answer": "B", "choices": ["3", "4", "5"]}
 
-``image``/``images`` may be absent (a text-only row). Any other field is kept
-in ``Example.extra`` (e.g. a category for per-category metrics).
+``image``/``images`` may be absent (a text-only row); a View-R1 row may have
+``choices`` too. Any other field is kept in ``Example.extra`` (e.g. a category
+for per-category metrics) and given to reward functions by its name, so it may
+not be named like one of their arguments (``response``...).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from apo.data.errors import DataError
 from apo.data.images import ImageRef, image_ref
-from apo.data.records import Record
+from apo.data.records import Record, json_problem
 
-VIEWR1_KEYS = {"message", "answer", "id"}
+VIEWR1_KEYS = {"message", "answer", "id", "choices"}
 PLAIN_KEYS = {"id", "image", "images", "question", "answer", "choices"}
+# What reward functions receive by name (apo.rewards.RewardSample.of): a row's
+# other fields are passed along by their own names, so none may take one of these.
+REWARD_ARGUMENTS = ("response", "answer", "question", "choices", "id")
+# Lists and dicts nested deeper than this in another field are refused: they
+# cannot be pickled for the reward workers (a few hundred levels fail).
+MAX_FIELD_DEPTH = 32
+CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # the options' labels in the prompt
 
 
 @dataclass
@@ -66,10 +76,25 @@ def _answer(record: Record) -> str:
             "answer",
             reason="wrong_type",
         )
-    text = str(value).strip()
+    text = value if isinstance(value, str) else _number_text(value, record.location, "answer")
+    text = text.strip()
     if not text:
         raise DataError(record.location, "is empty", "answer", reason="missing_field")
     return text
+
+
+def _number_text(value: int | float, location: str, name: str) -> str:
+    """A number as text; DataError for NaN, infinity and integers too long to convert."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(
+            location, f"must be a finite number, got {value}", name, reason="wrong_type"
+        )
+    try:
+        return str(value)
+    except ValueError:  # over Python's int/str conversion limit (4300 digits by default)
+        raise DataError(
+            location, "is a number with too many digits", name, reason="wrong_type"
+        ) from None
 
 
 def _identifier(record: Record, row_index: int) -> str:
@@ -83,7 +108,60 @@ def _identifier(record: Record, row_index: int) -> str:
             "id",
             reason="wrong_type",
         )
-    return str(value)
+    return value if isinstance(value, str) else _number_text(value, record.location, "id")
+
+
+def parse_choices(value: Any, location: str, name: str = "choices") -> list[str] | None:
+    """Options given as a list of strings (or numbers), as strings; None when empty."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(c, str) or (isinstance(c, (int, float)) and not isinstance(c, bool))
+        for c in value
+    ):
+        raise DataError(location, "must be a list of strings", name, reason="wrong_type")
+    if len(value) > len(CHOICE_LETTERS):
+        raise DataError(
+            location,
+            f"has {len(value)} options; at most {len(CHOICE_LETTERS)} (A-Z) are supported",
+            name,
+            reason="wrong_type",
+        )
+    return [c if isinstance(c, str) else _number_text(c, location, name) for c in value] or None
+
+
+def _extra(record: Record, known: set[str]) -> dict[str, Any]:
+    """The row's other fields, checked: reward functions receive them by name."""
+    extra = {k: v for k, v in record.fields.items() if k not in known}
+    for name, value in extra.items():
+        if name in REWARD_ARGUMENTS:
+            raise DataError(
+                record.location,
+                "is the name of an argument of reward functions "
+                f"({', '.join(REWARD_ARGUMENTS)}); rename or remove the field",
+                name,
+                reason="reserved_field",
+            )
+        if _nested_deeper_than(value, MAX_FIELD_DEPTH):
+            raise DataError(
+                record.location,
+                f"nests lists or objects more than {MAX_FIELD_DEPTH} levels deep",
+                name,
+                reason="wrong_type",
+            )
+    return extra
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` levels in ``value`` (walked
+    without recursion, as the value may be deep)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _parse_plain(record: Record, row_index: int) -> Example:
@@ -124,22 +202,14 @@ def _parse_plain(record: Record, row_index: int) -> Example:
             for i, v in enumerate(values)
         ]
     choices = fields.get("choices")
-    if choices is not None:
-        if not isinstance(choices, list) or not all(
-            isinstance(c, (str, int, float)) for c in choices
-        ):
-            raise DataError(
-                record.location, "must be a list of strings", "choices", reason="wrong_type"
-            )
-        choices = [str(c) for c in choices] or None
     return Example(
         id=_identifier(record, row_index),
         question=question.strip(),
         answer=_answer(record),
         images=images,
-        choices=choices,
+        choices=None if choices is None else parse_choices(choices, record.location),
         location=record.location,
-        extra={k: v for k, v in fields.items() if k not in PLAIN_KEYS},
+        extra=_extra(record, PLAIN_KEYS),
     )
 
 
@@ -148,10 +218,10 @@ def _parse_viewr1(record: Record, row_index: int) -> Example:
     if isinstance(message, str):
         try:
             message = json.loads(message)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:
             raise DataError(
                 record.location,
-                f"holds malformed JSON: {error.msg}",
+                f"holds malformed JSON: {json_problem(error)}",
                 "message",
                 reason="malformed_json",
             ) from None
@@ -168,7 +238,7 @@ def _parse_viewr1(record: Record, row_index: int) -> Example:
         where = f"message[{turn_index}]"
         role, content = turn.get("role"), turn.get("content")
         if role == "system":
-            system_prompt = content if isinstance(content, str) else _join_text(content)
+            system_prompt = _system_text(content, record.location, f"{where}.content")
             continue
         if role != "user":
             continue  # an assistant turn is a demonstration, not part of the prompt
@@ -220,18 +290,30 @@ def _parse_viewr1(record: Record, row_index: int) -> Example:
         raise DataError(
             record.location, "has no user text (the question)", "message", reason="missing_field"
         )
+    choices = record.fields.get("choices")
     return Example(
         id=_identifier(record, row_index),
         question=question,
         answer=_answer(record),
         images=images,
+        choices=None if choices is None else parse_choices(choices, record.location),
         system_prompt=system_prompt,
         location=record.location,
-        extra={k: v for k, v in record.fields.items() if k not in VIEWR1_KEYS},
+        extra=_extra(record, VIEWR1_KEYS),
     )
 
 
-def _join_text(content: Any) -> str:
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
+def _system_text(content: Any, location: str, field: str) -> str:
+    """A system turn's text: a string, or text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text", ""), str) for part in content
+    ):
+        return "\n".join(part.get("text", "") for part in content)
+    raise DataError(
+        location,
+        "a system turn's content must be a string or a list of text parts",
+        field,
+        reason="wrong_type",
+    )

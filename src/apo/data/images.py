@@ -12,6 +12,8 @@ import binascii
 import io
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,24 @@ class ImageRef:
             return f"<{len(self.data)} encoded bytes>"
         return "<PIL image>"
 
-    def open(self) -> Image.Image:
-        """The decoded RGB image; raises OSError/ValueError if it cannot be decoded."""
+    @contextmanager
+    def header(self) -> Iterator[Image.Image]:
+        """The image with only its header read: ``size`` is known, no pixel decoded yet."""
         if self.image is not None:
-            return self.image.convert("RGB")
+            yield self.image
+            return
         source = self.path if self.path is not None else io.BytesIO(self.data or b"")
         with warnings.catch_warnings():
             # Pillow warns before it raises DecompressionBombError; we report the error.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as handle:
-                handle.load()
-                return handle.convert("RGB")
+                yield handle
+
+    def open(self) -> Image.Image:
+        """The decoded RGB image; raises OSError/ValueError if it cannot be decoded."""
+        with self.header() as handle:
+            handle.load()
+            return handle.convert("RGB")
 
 
 def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef:
@@ -65,10 +74,27 @@ def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef
             raise DataError(location, "image bytes are empty", field, reason="bad_image")
         return ImageRef(data=bytes(value))
     if isinstance(value, dict):
-        if value.get("bytes"):
-            return ImageRef(data=bytes(value["bytes"]))
-        if value.get("path"):
-            return image_ref(value["path"], base_dir, location, field)
+        data, path = value.get("bytes"), value.get("path")
+        # Types first: bytes(n) of a number n would allocate n bytes.
+        if data is not None and not isinstance(data, (bytes, bytearray)):
+            raise DataError(
+                location,
+                f"image 'bytes' must be raw bytes, got {type(data).__name__} (give base64 text "
+                "as the image itself, or as a data:image/...;base64, URI)",
+                field,
+                reason="bad_image",
+            )
+        if path is not None and not isinstance(path, str):
+            raise DataError(
+                location,
+                f"image 'path' must be a string, got {type(path).__name__}",
+                field,
+                reason="bad_image",
+            )
+        if data:
+            return ImageRef(data=bytes(data))
+        if path:
+            return image_ref(path, base_dir, location, field)
         raise DataError(
             location, "image dict has neither 'bytes' nor 'path'", field, reason="bad_image"
         )
@@ -84,7 +110,7 @@ def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef
         path = Path(text)
         if not path.is_absolute():
             path = base_dir / path
-        if path.exists():
+        if _exists(path):
             return ImageRef(path=path)
         encoded = _bare_base64_image(text)
         if encoded is not None:
@@ -96,6 +122,13 @@ def image_ref(value: Any, base_dir: Path, location: str, field: str) -> ImageRef
         field,
         reason="bad_image",
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long (base64 text) or holding a NUL byte
+        return False
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
@@ -131,10 +164,16 @@ def _decode_base64(payload: str, location: str, field: str) -> bytes:
 def check_image(ref: ImageRef, location: str, field: str, max_pixels: int | None) -> Image.Image:
     """Decode the image to prove it is readable and within the pixel budget.
 
-    Returns the decoded RGB image; raises DataError naming the image otherwise.
+    The size is checked from the header, before any pixel is decoded. Returns
+    the decoded RGB image; raises DataError naming the image otherwise.
     """
     try:
-        image = ref.open()
+        with ref.header() as handle:
+            _check_size(ref, handle.size, location, field, max_pixels)
+            handle.load()
+            return handle.convert("RGB")
+    except DataError:
+        raise
     except Image.DecompressionBombError:
         raise DataError(
             location,
@@ -146,7 +185,12 @@ def check_image(ref: ImageRef, location: str, field: str, max_pixels: int | None
         raise DataError(
             location, f"unreadable image {ref.describe()}: {error}", field, reason="bad_image"
         ) from None
-    width, height = image.size
+
+
+def _check_size(
+    ref: ImageRef, size: tuple[int, int], location: str, field: str, max_pixels: int | None
+) -> None:
+    width, height = size
     if width == 0 or height == 0:
         raise DataError(
             location,
@@ -162,4 +206,3 @@ def check_image(ref: ImageRef, location: str, field: str, max_pixels: int | None
             field,
             reason="image_too_large",
         )
-    return image

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from apo.data.formats import Example
+from apo.data.formats import CHOICE_LETTERS, Example
 from apo.section import Section
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -20,8 +20,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "<think> </think> and <answer> </answer> tags, respectively, i.e., "
     "<think> reasoning process here </think><answer> answer here </answer>"
 )
-
-CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 PromptFormat = Literal["auto", "chat", "plain"]
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
 
@@ -33,9 +33,10 @@ class Record:
 def read_records(path: str | Path, split: str = "train") -> Iterator[Record]:
     """Every row of a data file or a ``datasets.save_to_disk`` folder.
 
-    Raises DataError naming the file for unreadable files. A malformed JSON line
-    or a row that is not an object comes back as a record carrying its ``error``
-    (the next lines are still read), so a caller may skip it.
+    Raises DataError naming the file for unreadable files. A JSON or TSV line
+    that is not UTF-8, a malformed JSON line and a row that is not an object come
+    back as a record carrying its ``error`` (the next lines are still read), so a
+    caller may skip it.
     """
     path = Path(path)
     if not path.exists():
@@ -71,32 +72,73 @@ def _as_object(location: str, value: Any) -> dict[str, Any]:
     return value
 
 
+def json_problem(error: ValueError | RecursionError) -> str:
+    """What ``json.loads`` refused, in words (said after "malformed JSON: ")."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at column {error.colno}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    # json.loads raises a plain ValueError only for an integer longer than Python
+    # converts (4300 digits by default).
+    return "a number has too many digits"
+
+
+def _parse_line(raw: bytes, location: str) -> dict[str, Any]:
+    """One JSON line as a row; DataError if it is not UTF-8, not JSON or not an object."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            location,
+            f"not UTF-8 text: byte 0x{raw[error.start]:02x} at column {error.start + 1}",
+            reason="not_utf8",
+        ) from None
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise DataError(
+            location, f"malformed JSON: {json_problem(error)}", reason="malformed_json"
+        ) from None
+    return _as_object(location, value)
+
+
 def _read_jsonl(path: Path) -> Iterator[Record]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    # Bytes decoded line by line: a line that is not UTF-8 is one bad row, and the
+    # next lines are still read.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             location = f"{path}:{number}"
             try:
-                value = json.loads(line)
-                yield Record(location, _as_object(location, value), path.parent)
-            except json.JSONDecodeError as error:
-                message = f"malformed JSON: {error.msg} at column {error.colno}"
-                yield Record(
-                    location, {}, path.parent, DataError(location, message, reason="malformed_json")
-                )
+                record = Record(location, _parse_line(raw, location), path.parent)
             except DataError as error:
-                yield Record(location, {}, path.parent, error)
+                record = Record(location, {}, path.parent, error)
+            yield record
 
 
 def _read_json(path: Path) -> Iterator[Record]:
+    data = path.read_bytes()
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}:{line}",
+            f"not UTF-8 text: byte 0x{data[error.start]:02x}",
+            reason="not_utf8",
+        ) from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(
             f"{path}:{error.lineno}",
-            f"malformed JSON: {error.msg} at column {error.colno}",
+            f"malformed JSON: {json_problem(error)}",
             reason="malformed_json",
+        ) from None
+    except (ValueError, RecursionError) as error:  # no line number for these
+        raise DataError(
+            str(path), f"malformed JSON: {json_problem(error)}", reason="malformed_json"
         ) from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]  # a common wrapper: {"data": [...]}
@@ -132,10 +174,37 @@ def _read_tsv(path: Path) -> Iterator[Record]:
     """A tab-separated table with a header row (VLMEvalKit's benchmark files, whose
     base64 image cells exceed csv's default field limit)."""
     csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", newline="") as handle:
-        for row, item in enumerate(csv.DictReader(handle, delimiter="\t")):
+    bad_lines: list[tuple[int, str]] = []  # (line number, problem) of lines not UTF-8
+    with path.open("rb") as handle:
+        reader = csv.DictReader(_utf8_lines(handle, bad_lines), delimiter="\t")
+        if reader.fieldnames is None:
+            return  # an empty file
+        if bad_lines:
+            raise DataError(f"{path}:1", f"header {bad_lines[0][1]}", reason="not_utf8")
+        last_line = reader.line_num
+        for row, item in enumerate(reader):
+            location = f"{path}:{row + 2}"
+            # A row may span several lines (a quoted cell with line breaks).
+            first_line, last_line = last_line + 1, reader.line_num
+            if bad_lines and bad_lines[-1][0] >= first_line:
+                error = DataError(location, bad_lines[-1][1], reason="not_utf8")
+                yield Record(location, {}, path.parent, error)
+                continue
             fields = {key: value for key, value in item.items() if key is not None}
-            yield Record(f"{path}:{row + 2}", fields, path.parent)
+            yield Record(location, fields, path.parent)
+
+
+def _utf8_lines(handle: BinaryIO, bad_lines: list[tuple[int, str]]) -> Iterator[str]:
+    """The file's lines as text; a line that is not UTF-8 is appended to ``bad_lines``
+    and comes with replacement characters, so that the table's next rows are read."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad_lines.append(
+                (number, f"not UTF-8 text: byte 0x{raw[error.start]:02x} on line {number}")
+            )
+            yield raw.decode("utf-8", errors="replace")
 
 
 def _read_saved_dataset(path: Path, split: str) -> Iterator[Record]:

@@ -8,6 +8,8 @@ rule (as far as that rule is not an LLM judge: each adapter says).
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,25 @@ def text_field(record: Record, name: str, *, required: bool = True) -> str:
             "wrong_type",
         )
     return str(value).strip()
+
+
+def whole_number_field(record: Record, name: str) -> int | None:
+    """A field holding a whole number (an integer, a float like 2.0, or such text), or None."""
+    value = record.fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        shown = f"{value!r:.40}" if isinstance(value, str) else type(value).__name__
+        raise DataError(record.location, f"must be a whole number, got {shown}", name, "wrong_type")
+    return int(value)
 
 
 def image_field(record: Record, *names: str) -> list[ImageRef]:

@@ -10,6 +10,7 @@ Fields: ``pid``, ``question``, ``choices``, ``answer``, ``question_type``
 
 from __future__ import annotations
 
+from apo.data.formats import parse_choices
 from apo.data.records import Record
 from apo.evaluation.benchmarks.base import (
     Benchmark,
@@ -18,6 +19,7 @@ from apo.evaluation.benchmarks.base import (
     labels,
     nested,
     text_field,
+    whole_number_field,
 )
 from apo.evaluation.scoring import closest_choice, number_with_precision
 
@@ -30,11 +32,9 @@ _HINTS = {
 
 
 def parse(record: Record, row: int) -> Question:
-    choices = record.fields.get("choices")
     multiple_choice = text_field(record, "question_type") == "multi_choice"
     answer_type = text_field(record, "answer_type", required=False) or "text"
-    precision = record.fields.get("precision")
-    precision = int(precision) if precision is not None else None
+    precision = whole_number_field(record, "precision")
     question = text_field(record, "question")
     unit = text_field(record, "unit", required=False)
     if unit:
@@ -46,7 +46,7 @@ def parse(record: Record, row: int) -> Question:
         question=question,
         answer=text_field(record, "answer"),
         images=image_field(record, "decoded_image", "image"),
-        choices=list(choices) if multiple_choice and choices else None,
+        choices=_choices(record) if multiple_choice else None,
         multiple_choice=multiple_choice,
         answer_type=answer_type,
         precision=precision,
@@ -56,6 +56,11 @@ def parse(record: Record, row: int) -> Question:
         },
         location=record.location,
     )
+
+
+def _choices(record: Record) -> list[str] | None:
+    value = record.fields.get("choices")
+    return None if value is None else parse_choices(value, record.location)
 
 
 def judge(question: Question, prediction: str) -> bool:

@@ -43,7 +43,7 @@ DISCIPLINES = {
     ],
 }
 DISCIPLINE_OF = {subject: d for d, subjects in DISCIPLINES.items() for subject in subjects}
-_PLACEHOLDER = re.compile(r"<image (\d+)>")
+_PLACEHOLDER = re.compile(r"<image ([0-9]{1,3})>")  # image_1 ... image_7
 
 
 def _options(record: Record) -> list[str]:
