@@ -1,12 +1,18 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # Nothing in the test suite may reach a model or data hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Build the tiny model into a per-run cache unless the developer points at one.
-os.environ.setdefault("APO_CACHE", tempfile.mkdtemp(prefix="apo-test-cache-"))
+# Build the tiny model (and convert the real one) into a per-run cache unless the
+# developer points at one; a cache made here is removed at exit (a converted real
+# model takes 1 GB).
+if "APO_CACHE" not in os.environ:
+    os.environ["APO_CACHE"] = tempfile.mkdtemp(prefix="apo-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["APO_CACHE"], ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest

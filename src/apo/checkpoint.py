@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 STATE_KEYS = ("step", "total_steps", "sampler", "scheduler", "config")
+_SAMPLER_COUNTS = ("epoch", "position", "seed", "num_examples", "batch_size")
 _NAME = re.compile(r"^step-(\d{8})$")
+_NEARLY_FULL = 1024**2  # free bytes under which a failed write is a full disk
 
 
 def checkpoint_name(step: int) -> str:
@@ -78,6 +80,9 @@ def verify_checkpoint(checkpoint: str | Path, processes: int = 1) -> None:
     missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise DamagedCheckpoint(f"{checkpoint / STATE_FILE} lacks {', '.join(missing)}")
+    problem = _trainer_state_problem(state)
+    if problem:
+        raise DamagedCheckpoint(f"{checkpoint / STATE_FILE} is damaged: {problem}")
     for path in sorted(checkpoint.rglob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt"):
@@ -104,16 +109,61 @@ def verify_checkpoint(checkpoint: str | Path, processes: int = 1) -> None:
                 f"{path} is missing (the RNG state of process {rank}; "
                 f"resumed with {processes} process(es))"
             )
+        problem = _rng_state_problem(path)
+        if problem:
+            raise DamagedCheckpoint(f"{path} is damaged ({problem}; bit-exact resume needs it)")
+
+
+def _trainer_state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the values of a trainer state (its keys are there), if anything."""
+    counts = {"step": state["step"], "total_steps": state["total_steps"]}
+    sampler = state["sampler"]
+    if isinstance(sampler, dict):
+        counts |= {f"sampler.{key}": sampler.get(key) for key in _SAMPLER_COUNTS}
+    else:
+        return f"sampler is {type(sampler).__name__}, not an object"
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{name} is {value!r}, not a count"
+    scheduler = state["scheduler"]
+    if not isinstance(scheduler, dict) or not isinstance(scheduler.get("base_lrs"), list):
+        return "scheduler is not a learning-rate schedule's state"
+    if not isinstance(state["config"], dict):
+        return f"config is {type(state['config']).__name__}, not an object"
+    return None
+
+
+def _rng_state_problem(path: Path) -> str | None:
+    """Why accelerate could not restore the RNG states in ``path`` (it skips such a file
+    with an info-level log line), or None. Restored here into fresh generators."""
+    import random
+
+    import numpy as np
+    import torch
+    from accelerate.utils import load  # torch.load, weights only, numpy's state allowed
+
+    try:
+        states = load(path, map_location="cpu")
+        random.Random().setstate(states["random_state"])
+        np.random.RandomState().set_state(states["numpy_random_seed"])
+        torch.Generator().set_state(states["torch_manual_seed"])
+    except Exception as error:  # any of: not a dict, a key missing, a wrong value
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest parent that exists (whose disk the path will be on)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def check_free_space(directory: str | Path, needed: int, keep_last: int) -> None:
     """Refuse to start a run whose first checkpoint cannot fit on the disk; warn when
     the ``keep_last`` checkpoints (plus the one being written) will not."""
     directory = Path(directory)
-    existing = directory
-    while not existing.exists():
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(_existing(directory)).free
     megabytes = 1024**2
     if free < needed:
         raise CheckpointError(
@@ -140,10 +190,11 @@ def _fsync_tree(directory: Path) -> None:
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint could not be written; the previous ones are untouched."""
+    """A checkpoint or model folder could not be written; what was there before
+    (earlier checkpoints, an earlier folder of the same name) is untouched."""
 
 
-def _any_process_failed(accelerator, error: BaseException | None) -> bool:
+def any_process_failed(accelerator, error: BaseException | None) -> bool:
     """Whether any process hit an error (every process must take the same branch)."""
     if getattr(accelerator, "num_processes", 1) == 1:
         return error is not None
@@ -197,19 +248,40 @@ def clean_staging(directory: str | Path) -> list[str]:
     return removed
 
 
+def describe_write_error(error: BaseException, directory: str | Path) -> str:
+    """The reason a write failed, in words a user acts on.
+
+    torch and safetensors do not raise OSError on a full disk (torch: ``RuntimeError:
+    [enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534``,
+    safetensors: ``SafetensorError``), so a disk with (nearly) nothing free is named
+    as full whatever the exception says.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = f"{type(error).__name__}: {error}"
+    try:
+        free = shutil.disk_usage(_existing(Path(directory))).free
+    except OSError:
+        return text
+    if free < _NEARLY_FULL:
+        return f"No space left on device ({free} bytes free; {text})"
+    return text
+
+
 def save_checkpoint(
     accelerator, directory: str | Path, step: int, state: dict[str, Any], keep_last: int
 ) -> Path:
     """Save on every process; the main process finalises, renames and prunes.
 
-    A failed write (disk full, folder gone) removes the partial folder, leaves
-    every earlier checkpoint as it was and raises :class:`CheckpointError` on
-    every process. Old checkpoints are pruned only after the new one is in place.
+    A failed write (disk full, folder gone, any error of the serialisers) removes
+    the partial folder, leaves every earlier checkpoint as it was and raises
+    :class:`CheckpointError` on every process. Old checkpoints are pruned only
+    after the new one is in place.
     """
     directory = Path(directory)
     final = directory / checkpoint_name(step)
     staging = directory / f".tmp-{checkpoint_name(step)}"
-    error: OSError | None = None
+    error: Exception | None = None
     if accelerator.is_main_process:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -217,19 +289,20 @@ def save_checkpoint(
         except OSError as caught:
             error = caught
     accelerator.wait_for_everyone()
-    if not _any_process_failed(accelerator, error):
+    if not any_process_failed(accelerator, error):
         try:
             accelerator.save_state(str(staging), safe_serialization=True)
-        except OSError as caught:
+        except Exception as caught:  # torch/safetensors raise their own types on a full disk
             error = caught
         accelerator.wait_for_everyone()
-        saved = not _any_process_failed(accelerator, error)  # collective: every process
+        saved = not any_process_failed(accelerator, error)  # collective: every process
         if saved and accelerator.is_main_process:
             try:
                 _finalise(staging, final, state)
             except OSError as caught:
                 error = caught
-    if _any_process_failed(accelerator, error):
+    if any_process_failed(accelerator, error):
+        reason = describe_write_error(error, directory) if error else "failed on another process"
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
         previous = latest_checkpoint(directory)
@@ -238,7 +311,6 @@ def save_checkpoint(
             if previous
             else "there is no earlier checkpoint"
         )
-        reason = (error.strerror or str(error)) if error else "failed on another process"
         raise CheckpointError(
             f"could not write the checkpoint of step {step} in {directory}: {reason}; {kept}"
         )

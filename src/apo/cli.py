@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apo import __version__
+from apo.checkpoint import CheckpointError
 from apo.evaluation.report import (
     comparability_warning,
     compare_table,
@@ -726,6 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # bad input: config, data, model path, reward reference
         print(f"apo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except CheckpointError as error:  # a folder could not be written (a full disk)
+        print(f"apo {args.command}: error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ config, in its dtype, then the saved weights (or the LoRA adapter) on top.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from accelerate.utils import merge_fsdp_weights
 from apo.checkpoint import (
     STATE_FILE,
     STATE_KEYS,
+    CheckpointError,
+    describe_write_error,
     list_checkpoints,
     read_trainer_state,
     verify_checkpoint,
@@ -45,13 +48,28 @@ def save_model_folder(
     adapters are gone afterwards), else saved as an adapter whose
     ``adapter_config.json`` names the base model. ``state_dict``: the full weights
     when they are sharded over processes (accelerate's ``get_state_dict``).
+
+    Written under a temporary name and renamed into place (replacing an earlier
+    folder of that name only then): a failed write (a full disk) leaves no partial
+    folder and raises :class:`~apo.checkpoint.CheckpointError` with the reason.
     """
+    output = Path(output)
+    staging = output.parent / f".tmp-{output.name}"
     if merge_lora and has_adapters(model):
         model = model.merge_and_unload()
         state_dict = None  # it held the adapters, not the merged weights
-    model.save_pretrained(output, state_dict=state_dict, safe_serialization=True)
-    processor.save_pretrained(output)
-    return Path(output)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+        processor.save_pretrained(staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except Exception as error:  # torch/safetensors raise their own types on a full disk
+        reason = describe_write_error(error, output.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"could not write the model folder {output}: {reason}") from error
+    return output
 
 
 def is_checkpoint(path: str | Path) -> bool:

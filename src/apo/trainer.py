@@ -45,7 +45,11 @@ from apo.agreement import AgreedFailure, all_reduce_mean_gradients, run_agreed
 from apo.algorithms import apo_objective, shape_advantages, varied_groups
 from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
+    CheckpointError,
+    DamagedCheckpoint,
+    any_process_failed,
     check_free_space,
+    checkpoint_name,
     clean_staging,
     load_checkpoint,
     read_trainer_state,
@@ -248,8 +252,6 @@ class Trainer:
             wandb_project=config.logging.wandb_project,
             wandb_mode=config.logging.wandb_mode,
         )
-        if self.is_main:
-            (self.run_dir / "config.yaml").write_text(config_to_yaml(config))
         self._stop_signal: int | None = None
         self._nonfinite_in_a_row = 0
         self._failing_steps: dict[str, int] = {}
@@ -257,6 +259,8 @@ class Trainer:
             self.tracker.truncate_after(0)  # records of an earlier attempt that never saved
         else:
             self._resume(checkpoint)
+        if self.is_main:  # only now: a refused resume leaves the run's config as it was
+            (self.run_dir / "config.yaml").write_text(config_to_yaml(config))
 
     # ------------------------------------------------------------------ the loop
 
@@ -891,7 +895,15 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         """Restore a checkpoint (chosen and verified by :func:`resume_point`)."""
         check_resumable(path, read_trainer_state(path)["config"], self.config, warn=self.is_main)
-        state = load_checkpoint(self.accelerator, path)
+        try:
+            state = load_checkpoint(self.accelerator, path)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, KeyError) as error:  # tensors of other shapes or names
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise DamagedCheckpoint(
+                f"checkpoint {path} does not fit this model ({type(error).__name__}: {first_line})"
+            ) from None
         self.sampler.load_state_dict(state["sampler"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step_index = state["step"]
@@ -905,15 +917,25 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         model = self.accelerator.unwrap_model(self.policy)
         state_dict = self.accelerator.get_state_dict(self.policy)
+        error = None
         if self.is_main:
-            save_model_folder(
-                model,
-                self.processor,
-                target,
-                merge_lora=self.config.checkpoint.merge_lora,
-                state_dict=state_dict,
-            )
+            try:
+                save_model_folder(
+                    model,
+                    self.processor,
+                    target,
+                    merge_lora=self.config.checkpoint.merge_lora,
+                    state_dict=state_dict,
+                )
+            except CheckpointError as caught:
+                error = caught
         self.accelerator.wait_for_everyone()
+        if any_process_failed(self.accelerator, error):  # every process raises
+            checkpoint = self.run_dir / "checkpoints" / checkpoint_name(self.step_index)
+            raise CheckpointError(
+                f"{error or 'the final model could not be written'}; the checkpoint "
+                f"{checkpoint} is intact: `apo export {checkpoint} OUTPUT` writes it later"
+            )
         return target
 
     # ------------------------------------------------------------------ plumbing

@@ -137,3 +137,80 @@ def test_apo_train_names_the_damaged_file_without_a_traceback(run, tmp_path):
     assert "Traceback" not in done.stderr
     assert f"{latest / 'optimizer.bin'} is damaged" in done.stderr
     assert f"--resume {previous}" in done.stderr
+
+
+def replace_rng_state(path: Path) -> None:
+    """A valid torch archive (its CRCs pass) that holds no RNG state."""
+    import torch
+
+    torch.save({"step": 2}, path)
+
+
+JUNK_STATES = {  # what trainer_state.json says: what the message says
+    "step": ({"step": "two"}, "step is 'two', not a count"),
+    "sampler": ({"sampler": 5}, "sampler is int, not an object"),
+    "sampler position": ({"sampler": {"position": -1}}, "sampler.position is -1"),
+    "scheduler": ({"scheduler": [1]}, "scheduler is not a learning-rate schedule's state"),
+    "config": ({"config": "lr: 1"}, "config is str, not an object"),
+}
+
+
+@pytest.mark.parametrize("name", JUNK_STATES)
+def test_junk_values_in_the_trainer_state_are_named(run, name):
+    _, (_, latest) = run
+    path = latest / "trainer_state.json"
+    state = json.loads(path.read_text())
+    junk, message = JUNK_STATES[name]
+    for key, value in junk.items():
+        state[key] = state[key] | value if isinstance(value, dict) else value
+    path.write_text(json.dumps(state))
+    with pytest.raises(DamagedCheckpoint, match=f"trainer_state.json is damaged: {message}"):
+        verify_checkpoint(latest)
+
+
+def test_an_rng_state_file_without_rng_states_is_named(run, make_config, caplog):
+    """accelerate skips an RNG file it cannot restore with an info line: bit-exact
+    resume would be lost without a word. Plain --resume takes the previous one."""
+    run_dir, (_, latest) = run
+    replace_rng_state(latest / "random_states_0.pkl")
+    with pytest.raises(DamagedCheckpoint, match=r"random_states_0.pkl is damaged \(KeyError"):
+        verify_checkpoint(latest)
+    config = make_config(training={"max_steps": 2, "seed": 0}, logging={"output_dir": str(run_dir)})
+    with caplog.at_level(logging.WARNING, logger="apo"):
+        trainer = Trainer(config, resume=True)
+    trainer.close()
+    assert trainer.step_index == 1 and f"skipping the damaged checkpoint {latest}" in caplog.text
+
+
+def test_weights_of_another_shape_are_refused_without_a_traceback(run, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run_dir, (_, latest) = run
+    weights = load_file(str(latest / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = torch.zeros(*weights[name].shape[:-1], weights[name].shape[-1] + 1)
+    save_file(weights, str(latest / "model.safetensors"), metadata={"format": "pt"})
+    done = subprocess.run(
+        [sys.executable, "-m", "apo.cli", "train", str(run_dir / "config.yaml"),
+         "training.max_steps=3", "--output", str(run_dir), "--resume", str(latest)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert f"checkpoint {latest} does not fit this model (RuntimeError: " in done.stderr
+
+
+def test_a_refused_resume_leaves_the_run_config_as_it_was(run, make_config):
+    """The data changed (another shuffle order): the resume is refused, and the run's
+    config.yaml still describes the run that wrote the checkpoints."""
+    run_dir, _ = run
+    saved = (run_dir / "config.yaml").read_text()
+    config = make_config(
+        training={"max_steps": 3, "seed": 0},
+        logging={"output_dir": str(run_dir)},
+        data={"shuffle": False},
+    )
+    with pytest.raises(ValueError, match="cannot resume the data order: saved shuffle=True"):
+        Trainer(config, resume=True)
+    assert (run_dir / "config.yaml").read_text() == saved

@@ -116,3 +116,48 @@ def test_resuming_loads_no_pickle_with_code(make_config, monkeypatch):
     assert calls and all(flag is True for flag in calls), calls
     checkpoint = list_checkpoints(Path(config.logging.output_dir) / "checkpoints")[-1]
     assert (checkpoint / "model.safetensors").is_file()
+
+
+class TorchFullDiskAccelerator(FakeAccelerator):
+    """Fails as torch.save does on a full disk: RuntimeError, no errno."""
+
+    def save_state(self, directory, safe_serialization=True):
+        super().save_state(directory, safe_serialization)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+
+def test_a_full_disk_is_named_whatever_the_serialiser_raises(tmp_path, monkeypatch):
+    save_checkpoint(FakeAccelerator(), tmp_path, 1, {"step": 1}, keep_last=1)
+    monkeypatch.setattr("apo.checkpoint.shutil.disk_usage", lambda path: Usage(10, 10, 0))
+    with pytest.raises(CheckpointError, match=r"step 2 .*No space left on device \(0 bytes free"):
+        save_checkpoint(TorchFullDiskAccelerator(), tmp_path, 2, {"step": 2}, keep_last=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000001"]
+
+
+def test_another_serialiser_error_is_reported_as_it_is(tmp_path):
+    with pytest.raises(CheckpointError, match=r"RuntimeError: \[enforce fail.*no earlier"):
+        save_checkpoint(TorchFullDiskAccelerator(), tmp_path, 1, {"step": 1}, keep_last=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_final_model_that_cannot_be_written_leaves_the_checkpoint(make_config, monkeypatch):
+    """The final model is written under a temporary name: a full disk leaves no
+    partial folder, the error names the intact checkpoint and how to export it."""
+    config = make_config(training={"max_steps": 1, "seed": 0})
+    trainer = Trainer(config)
+
+    def full_disk(self, folder, **kwargs):
+        (Path(folder) / "model.safetensors").parent.mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "model.safetensors").write_bytes(b"partial")
+        raise RuntimeError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(
+        type(trainer.accelerator.unwrap_model(trainer.policy)), "save_pretrained", full_disk
+    )
+    checkpoint = trainer.run_dir / "checkpoints" / "step-00000001"
+    with pytest.raises(
+        CheckpointError, match=rf"final_model: .*No space left.*{checkpoint} is intact"
+    ):
+        trainer.train()
+    assert sorted(p.name for p in trainer.run_dir.iterdir() if "final" in p.name) == []
+    assert list_checkpoints(checkpoint.parent) == [checkpoint]

@@ -1,14 +1,17 @@
 """Signals: a second SIGINT stops at once, cleanly; one run per folder."""
 
+import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from apo.checkpoint import list_checkpoints
 from apo.run_folder import run_lock
+from apo.tracking import read_metrics
 from tests.trainer.conftest import ROOT
 
 
@@ -67,3 +70,43 @@ def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path, mak
     _out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-2000:]
     assert not stale.exists() and "removed unfinished checkpoint folders" in err
+
+
+def start_in_own_group(tmp_path, make_config, **sections):
+    """``apo train`` as a shell starts it: the leader of a process group (of its
+    reward workers too), so that a signal can go to the whole group."""
+    config = make_config(**sections)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apo", "train", str(path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    return process, tmp_path / "run"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_whole_process_group_finishes_the_step_and_saves(
+    tmp_path, make_config, sig, code
+):
+    """What a terminal's Ctrl-C, `timeout`, `kill -- -PGID` and container runtimes
+    send reaches the reward workers too: they must not die under the trainer,
+    whose step finishes with every reward scored, then the checkpoint."""
+    process, run = start_in_own_group(
+        tmp_path,
+        make_config,
+        training={"max_steps": 500, "seed": 0},
+        rewards={"num_workers": 2},
+        logging={"samples_per_step": 64},
+    )
+    wait_for_first_step(run, process)
+    os.killpg(process.pid, sig)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == code, err[-3000:]
+    assert "Traceback" not in err and "Unexpected error" not in err, err[-3000:]
+    assert "checkpoint saved" in out
+    checkpoint = list_checkpoints(run / "checkpoints")[-1]
+    last = read_metrics(run)[-1]
+    assert checkpoint.name == f"step-{last['step']:08d}"
+    assert not any(v for k, v in last.items() if k.startswith("reward/") and "errors" in k), last

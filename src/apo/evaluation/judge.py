@@ -10,7 +10,7 @@ from pebble import ProcessPool
 
 from apo.evaluation.benchmarks import Benchmark, Question, get_benchmark
 from apo.rewards import GroundTruthError
-from apo.rewards.runner import worker_context
+from apo.rewards.pool import start_worker_pool
 
 
 def _judge(judge, question: Question, prediction: str) -> tuple[bool, bool]:
@@ -39,7 +39,7 @@ class Judge:
         if isinstance(benchmark, str):
             benchmark = get_benchmark(benchmark)
         if self.pool is None:
-            self.pool = ProcessPool(max_workers=self.workers, context=worker_context())
+            self.pool = start_worker_pool(self.workers)
         futures = [
             self.pool.schedule(
                 _judge,

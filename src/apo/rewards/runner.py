@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import torch
-from pebble import ProcessPool
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from torch import Tensor
 
 from apo.rewards.accuracy import GroundTruthError, accuracy_reward, warm_up
+from apo.rewards.pool import start_worker_pool
 from apo.rewards.registry import resolve_reward, reward_name, reward_reference
 from apo.section import Section
 
@@ -168,18 +167,6 @@ def _preload(references: list[str]) -> None:
         warm_up()
 
 
-def worker_context():
-    # Not fork: the trainer process holds threads (torch, tokenizers) and maybe CUDA.
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # Workers fork from a server that has imported math_verify and sympy once, so
-    # one replacing a killed worker starts at once instead of importing them again
-    # (seconds on a loaded machine). Takes effect when the server starts.
-    context.set_forkserver_preload(["__main__", "math_verify"])
-    return context
-
-
 class RewardRunner:
     """Scores batches of responses; use as a context manager or call :meth:`close`.
 
@@ -205,12 +192,7 @@ class RewardRunner:
 
     def _get_pool(self):
         if self._pool is None:
-            self._pool = ProcessPool(
-                max_workers=self.config.num_workers,
-                context=worker_context(),
-                initializer=_preload,
-                initargs=(self.references,),
-            )
+            self._pool = start_worker_pool(self.config.num_workers, _preload, (self.references,))
         return self._pool
 
     def score(self, samples: Sequence[RewardSample]) -> RewardResult:
