@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apo.config import TrainConfig
+from apo.config import TrainConfig, without_training_only
 from apo.data.word_problems import few_shot_template, make_splits
 from apo.demo.run import noise_band
 from apo.tracking import read_metrics
@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--beta", type=float, default=1e-3)
+    parser.add_argument(
+        "--dynamic-sampling",
+        action="store_true",
+        help="generate further prompts until every group of a step has varied rewards "
+        "(rollout.dynamic_sampling, at most 4 rounds)",
+    )
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=300)
@@ -110,6 +116,7 @@ def train_config(args: argparse.Namespace, data: dict[str, Path]) -> TrainConfig
                 "temperature": args.temperature,
                 "max_new_tokens": args.max_new_tokens,
                 "stop_strings": ["</answer>"],
+                "dynamic_sampling": args.dynamic_sampling,
             },
             "rewards": {"components": [{"name": "accuracy"}], "num_workers": 1},
             "algorithm": {
@@ -159,8 +166,9 @@ def reused_start_evaluation(source: Path, config: TrainConfig) -> dict[str, floa
             run_dir / "data" / f"{name}.jsonl"
         ).read_bytes():
             raise ValueError(f"--start-eval-from {source}: its {name} questions differ")
-    mine = json.loads(json.dumps(config.model_dump(mode="json")).replace(str(run_dir), "<run>"))
-    theirs = yaml.safe_load((source / "config.yaml").read_text())
+    mine = without_training_only(config.model_dump(mode="json"))
+    mine = json.loads(json.dumps(mine).replace(str(run_dir), "<run>"))
+    theirs = without_training_only(yaml.safe_load((source / "config.yaml").read_text()))
     theirs = json.loads(json.dumps(theirs).replace(str(source), "<run>"))
     for key in _START_EVAL_INPUTS:
         keep = {"seed"} if key == "training" else None  # max_steps does not matter
@@ -169,6 +177,8 @@ def reused_start_evaluation(source: Path, config: TrainConfig) -> dict[str, floa
             a, b = {k: a[k] for k in keep}, {k: b[k] for k in keep}
         if key == "data":  # the training file's path differs; its prompt must not
             a, b = a["prompt"], b["prompt"]
+        if key == "eval":  # a run that reused its start evaluation saved at_start: false
+            a, b = ({k: v for k, v in d.items() if k != "at_start"} for d in (a, b))
         if isinstance(a, dict) and isinstance(b, dict):  # settings added since: defaults
             a = {k: v for k, v in a.items() if k in b}
         if a != b:

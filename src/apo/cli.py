@@ -363,6 +363,10 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dads", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--stcr", choices=["on", "off"], help=argparse.SUPPRESS)
+    # apo compare's variants beyond GRPO
+    parser.add_argument("--dynamic-sampling", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--overlong-buffer", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--overlong-filter", action="store_true", help=argparse.SUPPRESS)
     # apo compare: reuse the start evaluation of the seed's first variant
     parser.add_argument("--start-eval-from", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_demo)
@@ -385,6 +389,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         share_prompts=args.share_prompts,
         quick=args.quick,
         start_eval_from=args.start_eval_from,
+        dynamic_sampling=args.dynamic_sampling,
+        overlong_buffer=args.overlong_buffer,
+        overlong_filter=args.overlong_filter,
     )
     for name in ("steps", "beta", "stcr_base", "eval_samples"):
         if getattr(args, name) is not None:
@@ -420,9 +427,11 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
+        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO", "APO+DS", "APO+overlong"],
         default=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
-        help="which variants to run (default: all four)",
+        help="which variants to run (default: the paper's four; APO+DS: with dynamic "
+        "sampling, APO+overlong: soft overlong punishment over the last 32 tokens and "
+        "truncated answers out of the loss)",
     )
     parser.set_defaults(handler=_run_compare)
 

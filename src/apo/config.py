@@ -8,6 +8,7 @@ the key and the allowed values.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -214,6 +215,11 @@ class TrainConfig(Section):
                 f"rollout.group_size=1 makes every {self.algorithm.advantage} advantage 0 (each "
                 "response is compared with the others of its group): use at least 2 (official 8)"
             )
+        if self.rewards.overlong_buffer > self.rollout.max_new_tokens:
+            raise ValueError(
+                f"rewards.overlong_buffer={self.rewards.overlong_buffer} is longer than "
+                f"rollout.max_new_tokens={self.rollout.max_new_tokens}"
+            )
         if self.algorithm.beta > 0 and self.reference.kind == "none":
             raise ValueError("reference.kind='none' needs algorithm.beta = 0 (no KL term)")
         if self.reference.kind == "adapter_disabled" and not self.lora.enabled:
@@ -231,6 +237,26 @@ class TrainConfig(Section):
             return self.training.max_steps
         per_epoch = num_examples // self.batch.prompts_per_step
         return max(1, math.ceil(self.training.episodes * per_epoch))
+
+
+# Settings that decide which responses a training step keeps and how it rewards them,
+# never what an evaluation measures: two runs that differ only in these evaluate the
+# start model identically (apo compare and scripts/real_model.py reuse its evaluation).
+TRAINING_ONLY_SETTINGS = (
+    "rollout.dynamic_sampling",
+    "rollout.dynamic_sampling_max_rounds",
+    "rewards.overlong_buffer",
+    "rewards.overlong_penalty",
+)
+
+
+def without_training_only(config: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config (``model_dump(mode="json")``) without :data:`TRAINING_ONLY_SETTINGS`."""
+    config = copy.deepcopy(config)
+    for dotted in TRAINING_ONLY_SETTINGS:
+        section, key = dotted.split(".")
+        config.get(section, {}).pop(key, None)
+    return config
 
 
 class ConfigError(ValueError):

@@ -42,7 +42,7 @@ from accelerate.utils import (
 from torch import Tensor
 
 from apo.agreement import AgreedFailure, all_reduce_mean_gradients, run_agreed
-from apo.algorithms import apo_objective, shape_advantages, varied_groups
+from apo.algorithms import apo_objective, shape_advantages, trained_responses
 from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
     CheckpointError,
@@ -78,6 +78,7 @@ from apo.optim import build_optimizer
 from apo.preflight import check_inputs_exist, check_resumable, claim_run_folder, resume_point
 from apo.progress import training_progress
 from apo.rewards import RewardRunner, RewardSample
+from apo.rewards.overlong import overlong_penalty, with_overlong_penalty
 from apo.rewards.runner import FAILURE_KINDS, RewardResult
 from apo.rollout import PromptInput, Rollout, RolloutEngine, build_engine
 from apo.tracking import RunTracker, sample_records
@@ -332,10 +333,12 @@ class Trainer:
         shaped = shape_advantages(
             scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
-        keep = (  # dynamic sampling fills a short step with groups it does not train on
-            varied_groups(scored.total, cfg.rollout.group_size)
-            if cfg.algorithm.filter_uniform_groups or cfg.rollout.dynamic_sampling
-            else torch.ones_like(scored.total, dtype=torch.bool)
+        keep = trained_responses(  # dynamic sampling's equal-reward fill-ins are not trained
+            scored.total,
+            torch.tensor([r.truncated for r in rollouts]),
+            cfg.rollout.group_size,
+            varied_only=cfg.algorithm.filter_uniform_groups or cfg.rollout.dynamic_sampling,
+            overlong_filter=cfg.algorithm.overlong_filter,
         )
 
         # 5. per update, micro-batches with reference (and old) log-probs
@@ -450,6 +453,17 @@ class Trainer:
         scored = self.rewards.score(
             [RewardSample.of(examples[r.prompt_index], r.text) for r in rollouts]
         )
+        if cfg.rewards.overlong_buffer:
+            lengths = torch.tensor([r.length for r in rollouts])
+            scored = with_overlong_penalty(
+                scored,
+                overlong_penalty(
+                    lengths,
+                    cfg.rollout.max_new_tokens,
+                    cfg.rewards.overlong_buffer,
+                    cfg.rewards.overlong_penalty,
+                ),
+            )
         timings["time/reward"] = timings.get("time/reward", 0.0) + time.perf_counter() - start
         return rollouts, scored
 

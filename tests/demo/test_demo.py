@@ -97,18 +97,23 @@ def test_plot_overlays_runs(tmp_path):
 
 
 def test_compare_runs_variants_side_by_side(tmp_path):
-    path = run_compare(
-        tmp_path / "compare", seeds=[0], parallel=2, quick=True, variants=("GRPO", "APO")
-    )
+    variants = ("GRPO", "APO", "APO+DS", "APO+overlong")
+    path = run_compare(tmp_path / "compare", seeds=[0], parallel=2, quick=True, variants=variants)
     text = path.read_text()
-    assert "| GRPO |" in text and "| APO |" in text and "reasoning acc (sampled)" in text
+    assert text.startswith("# apo compare: GRPO, APO, APO+DS, APO+overlong")
+    assert all(f"| {v} |" in text for v in variants) and "reasoning acc (sampled)" in text
+    assert "| dynamic sampling | wall time |" in text and "| overlong | truncated |" in text
     assert (tmp_path / "compare" / "grpo" / "seed0" / "metrics.jsonl").is_file()
     assert {p.stem for p in (tmp_path / "compare" / "plots").glob("*.png")} == FIGURES
-    grpo = read_metrics(tmp_path / "compare" / "grpo" / "seed0")
-    apo = read_metrics(tmp_path / "compare" / "apo" / "seed0")
-    assert all(r["dads/shaped_frac"] == 0 for r in grpo if "dads/shaped_frac" in r)
-    assert any("stcr/penalized_frac" in r for r in apo)
-    assert apo[0] == grpo[0]  # APO reused GRPO's start evaluation
+    runs = {v: read_metrics(tmp_path / "compare" / v.lower().replace("+", "-") / "seed0")
+            for v in variants}  # fmt: skip
+    assert all(r["dads/shaped_frac"] == 0 for r in runs["GRPO"] if "dads/shaped_frac" in r)
+    assert any("stcr/penalized_frac" in r for r in runs["APO"])
+    assert all("dynamic_sampling/rounds" in r for r in runs["APO+DS"][1:-1])
+    assert all("reward/overlong" in r for r in runs["APO+overlong"][1:-1])
+    # every variant reused GRPO's start evaluation: the training-only settings of the
+    # last two do not change what it measures
+    assert all(runs[v][0] == runs["GRPO"][0] for v in variants)
 
 
 def test_a_reused_start_evaluation_equals_a_measured_one(tmp_path):

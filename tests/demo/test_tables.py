@@ -46,3 +46,30 @@ def test_effects_are_paired_differences_with_grpo_over_seeds():
     assert "| STCR | length incorrect | -3 ± 1.4 | -4, -2 |" in table
     assert "| DADS | KL | -0.075 ± 0.035 | -0.05, -0.1 |" in table
     assert "entropy" not in table  # no values: no row
+
+
+def test_options_beyond_grpo_are_paired_with_apo():
+    def run(accuracy, minutes, truncated):
+        return {"reasoning acc (greedy)": accuracy, "wall time": minutes, "truncated": truncated}
+
+    summaries = {
+        "APO": [run(0.50, 2.0, 0.10), run(0.60, 2.5, 0.20)],
+        "APO+DS": [run(0.55, 3.0, 0.10), run(0.70, 3.5, 0.20)],
+        "APO+overlong": [run(0.50, 2.0, 0.05), run(0.60, 2.5, 0.10)],
+        "GRPO+STCR": [run(0.40, 2.0, 0.3), run(0.40, 2.0, 0.3)],  # no GRPO: not paired
+    }
+    table = effects_markdown(summaries)
+    assert "| dynamic sampling | reasoning acc (greedy) | +7.5 ± 3.5 points | +5, +10 |" in table
+    assert "| dynamic sampling | wall time | +1 ± 0 min | +1, +1 |" in table
+    assert "| overlong | truncated | -7.5 ± 3.5 points | -5, -10 |" in table
+    assert "STCR" not in table
+
+
+def test_the_command_offers_every_variant():
+    from apo.cli import build_parser
+    from apo.demo.compare import VARIANTS
+
+    parser = build_parser()
+    compare = parser._subparsers._group_actions[0].choices["compare"]
+    [variants] = [a for a in compare._actions if a.dest == "variants"]
+    assert list(variants.choices) == list(VARIANTS)

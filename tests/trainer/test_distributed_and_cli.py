@@ -38,17 +38,25 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("max_tokens", "share", "dynamic"),
-    [(None, False, False), (150, False, False), (150, True, False), (None, False, True)],
-    ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling"],
+    ("max_tokens", "share", "variant"),
+    [
+        (None, False, None),
+        (150, False, None),
+        (150, True, None),
+        (None, False, "dynamic"),
+        (None, False, "overlong"),
+    ],
+    ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling", "overlong"],
 )
 def test_two_processes_train_like_one_with_the_same_global_batch(
-    tmp_path, tiny_path, max_tokens, share, dynamic
+    tmp_path, tiny_path, max_tokens, share, variant
 ):
     # With a token budget each process cuts its rows into its own number of
     # micro-batches, and they must agree on a common count. Shared prompts call
     # the DDP-wrapped model twice (prompts, then responses) before one backward.
     # Dynamic sampling selects the groups of all processes' rounds: the same ones.
+    # The overlong punishment and filter: answers stopped at an "e" are not cut.
+    dynamic, overlong = variant == "dynamic", variant == "overlong"
     sections = {
         "rollout": {
             "group_size": 2 if dynamic else 4,
@@ -56,7 +64,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
             "seed_per_prompt": True,
             "dynamic_sampling": dynamic,
             "dynamic_sampling_max_rounds": 3,
+            "stop_strings": ["e"] if overlong else [],
         },
+        "rewards": {"overlong_buffer": 6 if overlong else 0},
+        "algorithm": {"overlong_filter": overlong},
         "batch": {
             "prompts_per_step": 4,
             "prompts_per_update": 2,
@@ -93,6 +104,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     if dynamic:
         assert any(r["dynamic_sampling/rounds"] > 1 for r in one)
+    if overlong:
+        assert all(0 < r["length/truncated_frac"] < 1 and r["reward/overlong"] < 0 for r in one)
     for a, b in zip(one, two, strict=True):
         assert a["reward/total"] == b["reward/total"]  # the same responses, whatever the layout
         assert a.get("dynamic_sampling/rounds") == b.get("dynamic_sampling/rounds")

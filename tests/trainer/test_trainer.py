@@ -151,14 +151,24 @@ def test_apo_shapes_what_grpo_leaves_alone(make_config):
 
 
 DYNAMIC_SAMPLING = {"group_size": 2, "dynamic_sampling": True, "dynamic_sampling_max_rounds": 3}
+# Short answers of the untrained model: most are cut at the limit.
+OVERLONG = {
+    "rollout": {"max_new_tokens": 6},
+    "rewards": {"overlong_buffer": 3},
+    "algorithm": {"overlong_filter": True},
+}
 
 
-@pytest.mark.parametrize("rollout", [{}, DYNAMIC_SAMPLING], ids=["plain", "dynamic-sampling"])
-def test_resume_continues_identically(make_config, monkeypatch, rollout):
+@pytest.mark.parametrize(
+    "sections",
+    [{}, {"rollout": DYNAMIC_SAMPLING}, OVERLONG],
+    ids=["plain", "dynamic-sampling", "overlong"],
+)
+def test_resume_continues_identically(make_config, monkeypatch, sections):
     training = {"max_steps": 3, "seed": 0}
-    reference = Trainer(make_config("straight", training=training, rollout=rollout)).train()
+    reference = Trainer(make_config("straight", training=training, **sections)).train()
 
-    config = make_config("interrupted", training=training, rollout=rollout)
+    config = make_config("interrupted", training=training, **sections)
     trainer = Trainer(config)
     original_step = Trainer.step
 
@@ -508,3 +518,18 @@ def test_dynamic_sampling_trains_only_on_groups_with_varied_rewards(make_config,
             assert varied == 2  # it stopped because it had them
     assert any(r["dynamic_sampling/rounds"] > 1 for r in records)  # rounds did happen
     assert any(r["dynamic_sampling/dropped_frac"] > 0 for r in records)
+
+
+def test_overlong_punishment_and_filter_in_training(make_config):
+    """The soft punishment is a reward component in the total; the filter leaves
+    exactly the truncated answers out of the update."""
+    trainer = Trainer(make_config(training={"max_steps": 2, "seed": 0}, **OVERLONG))
+    favour_end_token(trainer, 4.0)  # some answers end before the limit
+    records = [trainer.step() for _ in range(2)]
+    trainer.close()
+    for record in records:
+        assert 0 < record["length/truncated_frac"] < 1
+        assert record["reward/overlong"] < 0
+        assert record["groups/filtered_frac"] == record["length/truncated_frac"]
+        components = record["reward/many_es"] + 0.5 * record["reward/format"]
+        assert record["reward/total"] == pytest.approx(components + record["reward/overlong"])

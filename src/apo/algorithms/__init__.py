@@ -8,7 +8,7 @@ from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS, group_advantages
 from apo.algorithms.config import OFFICIAL_BETA, AlgorithmConfig
 from apo.algorithms.dads import DADS_SCHEDULES, dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
-from apo.algorithms.groups import varied_groups
+from apo.algorithms.groups import trained_responses, varied_groups
 from apo.algorithms.kl import KL_ESTIMATORS, kl_divergence
 from apo.algorithms.objective import (
     ShapedAdvantages,
@@ -41,5 +41,6 @@ __all__ = [
     "shape_advantages",
     "shaping_metrics",
     "stcr_weights",
+    "trained_responses",
     "varied_groups",
 ]

@@ -74,6 +74,13 @@ class AlgorithmConfig(Section):
             "no policy gradient. Off in the paper."
         ),
     )
+    overlong_filter: bool = Field(
+        False,
+        description=(
+            "Leave truncated responses (cut at rollout.max_new_tokens) out of the loss (DAPO's "
+            "overlong filtering); they still count in their group's advantages, DADS and STCR."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

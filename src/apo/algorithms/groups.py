@@ -69,3 +69,28 @@ def varied_groups(rewards: Tensor, group_size: int) -> Tensor:
     grouped = to_groups(rewards, group_size, "rewards")
     varied = (grouped != grouped[:, :1]).any(dim=1, keepdim=True)
     return varied.expand_as(grouped).reshape(-1)
+
+
+def trained_responses(
+    rewards: Tensor,
+    truncated: Tensor,
+    group_size: int,
+    *,
+    varied_only: bool,
+    overlong_filter: bool,
+) -> Tensor:
+    """[N] bool: the responses the update trains on (the others keep their place in
+    the batch with an empty loss mask).
+
+    ``varied_only``: only groups whose rewards are not all equal (DAPO's dynamic
+    sampling, ``filter_uniform_groups``); ``overlong_filter``: no truncated response
+    (DAPO's overlong filtering). Advantages, DADS and STCR are computed over every
+    response of a group either way.
+    """
+    check_same_shape(rewards, "rewards", truncated=truncated)
+    keep = torch.ones_like(rewards, dtype=torch.bool)
+    if varied_only:
+        keep = varied_groups(rewards, group_size)
+    if overlong_filter:
+        keep = keep & ~truncated.bool()
+    return keep

@@ -25,12 +25,17 @@ from apo.plots import plot_runs
 from apo.run_folder import check_writable
 from apo.tracking import read_metrics
 
-VARIANTS: dict[str, tuple[bool, bool]] = {  # name: (dads, stcr)
-    "GRPO": (False, False),
-    "GRPO+DADS": (True, False),
-    "GRPO+STCR": (False, True),
-    "APO": (True, True),
+_APO = ["--dads", "on", "--stcr", "on"]
+VARIANTS: dict[str, list[str]] = {  # name: its flags of apo demo
+    "GRPO": ["--dads", "off", "--stcr", "off"],
+    "GRPO+DADS": ["--dads", "on", "--stcr", "off"],
+    "GRPO+STCR": ["--dads", "off", "--stcr", "on"],
+    "APO": _APO,
+    # beyond GRPO (docs/ALGORITHM.md sections 9 and 10), measured against APO
+    "APO+DS": [*_APO, "--dynamic-sampling"],
+    "APO+overlong": [*_APO, "--overlong-buffer", "32", "--overlong-filter"],
 }
+PAPER_VARIANTS = ("GRPO", "GRPO+DADS", "GRPO+STCR", "APO")  # the default
 
 COLUMNS = {
     "reasoning acc (sampled)": ("eval/reasoning_sampled/accuracy", True),
@@ -40,34 +45,33 @@ COLUMNS = {
     "length incorrect": ("eval/reasoning_sampled/length_incorrect_mean", False),
     "length correct": ("eval/reasoning_sampled/length_correct_mean", False),
 }
-TRAINING_COLUMNS = {"KL": "kl/mean", "entropy": "entropy/mean"}  # mean of the last 10 steps
-# What each component should change, measured against GRPO on the same seeds.
+TRAINING_COLUMNS = {  # mean of the last 10 steps
+    "KL": "kl/mean",
+    "entropy": "entropy/mean",
+    "truncated": "length/truncated_frac",
+}
+PERCENT = {name for name, (_, percent) in COLUMNS.items() if percent} | {"truncated"}
+_ACCURACY = ["reasoning acc (greedy)", "reasoning acc (sampled)"]
+# What each component should change, measured against its baseline on the same seeds:
+# component: (variant, baseline, metrics).
 EFFECTS = {
-    "STCR": (
-        "GRPO+STCR",
-        ["length incorrect", "length correct", "reasoning acc (greedy)", "reasoning acc (sampled)"],
-    ),
+    "STCR": ("GRPO+STCR", "GRPO", ["length incorrect", "length correct", *_ACCURACY]),
     "DADS": (
         "GRPO+DADS",
-        [
-            "KL",
-            "entropy",
-            "general acc (greedy)",
-            "general acc (sampled)",
-            "reasoning acc (greedy)",
-        ],
+        "GRPO",
+        ["KL", "entropy", "general acc (greedy)", "general acc (sampled)", _ACCURACY[0]],
     ),
+    "dynamic sampling": ("APO+DS", "APO", [*_ACCURACY, "wall time"]),
+    "overlong": ("APO+overlong", "APO", [*_ACCURACY, "length incorrect", "truncated"]),
 }
 
 
 def _run_one(
     run_dir: Path, variant: str, seed: int, extra: list[str], threads: int
 ) -> dict[str, Any]:
-    dads, stcr = VARIANTS[variant]
     command = [
         sys.executable, "-m", "apo", "demo", "--output", str(run_dir), "--seed", str(seed),
-        "--algorithm", "grpo", "--dads", "on" if dads else "off", "--stcr", "on" if stcr else "off",
-        *extra,
+        *VARIANTS[variant], *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     started = time.perf_counter()
@@ -103,18 +107,17 @@ def _mean_spread(values: list[float | None]) -> tuple[float | None, float | None
     return statistics.fmean(present), spread
 
 
-def table_markdown(summaries: dict[str, list[dict]], seconds: dict[str, list[float]]) -> str:
+def table_markdown(summaries: dict[str, list[dict]]) -> str:
     names = [*COLUMNS, *TRAINING_COLUMNS, "wall time"]
     lines = ["| variant | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
     for variant, runs in summaries.items():
         cells = []
         for name in names:
-            if name == "wall time":
-                mean, spread = _mean_spread(seconds[variant])
-                cells.append(f"{mean / 60:.1f} min")
-                continue
             mean, spread = _mean_spread([run[name] for run in runs])
-            percent = COLUMNS.get(name, ("", False))[1]
+            if name == "wall time":
+                cells.append(f"{mean:.1f} min")
+                continue
+            percent = name in PERCENT
             if mean is None:
                 cells.append("n/a")
             elif percent:
@@ -126,25 +129,27 @@ def table_markdown(summaries: dict[str, list[dict]], seconds: dict[str, list[flo
 
 
 def effects_markdown(summaries: dict[str, list[dict]]) -> str:
-    """Per component, the change it makes to each metric: the variant minus GRPO on
-    the same seed, mean ± standard deviation over seeds (empty without GRPO)."""
+    """Per component, the change it makes to each metric: the variant minus its
+    baseline (GRPO, or APO for the options beyond it) on the same seed, mean ±
+    standard deviation over seeds (a component whose two variants did not run is
+    left out)."""
     lines = [
         "| component | metric | effect (mean ± sd over seeds) | per seed |",
         "|" + " --- |" * 4,
     ]
-    for component, (variant, metrics) in EFFECTS.items():
-        if variant not in summaries or "GRPO" not in summaries:
+    for component, (variant, baseline, metrics) in EFFECTS.items():
+        if variant not in summaries or baseline not in summaries:
             continue
         for metric in metrics:
             pairs = [
                 (run[metric], base[metric])
-                for run, base in zip(summaries[variant], summaries["GRPO"], strict=True)
+                for run, base in zip(summaries[variant], summaries[baseline], strict=True)
                 if run.get(metric) is not None and base.get(metric) is not None
             ]
             if not pairs:
                 continue
-            percent = COLUMNS.get(metric, ("", False))[1]
-            scale, unit = (100, " points") if percent else (1, "")
+            scale, unit = (100, " points") if metric in PERCENT else (1, "")
+            unit = " min" if metric == "wall time" else unit
             diffs = [scale * (a - b) for a, b in pairs]
             mean, spread = _mean_spread(diffs)
             seeds = ", ".join(f"{d:+.3g}" for d in diffs)
@@ -179,7 +184,7 @@ def run_compare(
     parallel: int = 2,
     steps: int | None = None,
     quick: bool = False,
-    variants: Sequence[str] = tuple(VARIANTS),
+    variants: Sequence[str] = PAPER_VARIANTS,
     beta: float | None = None,
 ) -> Path:
     """Run every variant on every seed; write ``compare.md`` and figures; return its path."""
@@ -220,7 +225,8 @@ def run_compare(
     summaries: dict[str, list[dict]] = {v: [] for v in variants}
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     for result in results:
-        summaries[result["variant"]].append(summarise_run(result["run_dir"]))
+        summary = summarise_run(result["run_dir"]) | {"wall time": result["seconds"] / 60}
+        summaries[result["variant"]].append(summary)
         seconds[result["variant"]].append(result["seconds"])
     mean_runs = [
         _write_mean_run(
@@ -229,10 +235,10 @@ def run_compare(
         for v in variants
     ]
     figures = plot_runs(mean_runs, output_dir / "plots", labels=list(variants))
-    table = table_markdown(summaries, seconds)
+    table = table_markdown(summaries)
     effects = effects_markdown(summaries)
     text = [
-        "# apo compare: GRPO, GRPO+DADS, GRPO+STCR, APO",
+        f"# apo compare: {', '.join(variants)}",
         "",
         f"Seeds {', '.join(map(str, seeds))}; each run is `apo demo` with the variant's flags"
         + (f" and beta {beta}" if beta is not None else "")
@@ -245,10 +251,13 @@ def run_compare(
         "",
         table,
         "",
-        "Effect of each component: the variant minus GRPO on the same seed (paired), mean ± "
-        "standard deviation over seeds; accuracies in percentage points.",
+        "Effect of each component: the variant minus its baseline on the same seed (paired; "
+        "GRPO for DADS and STCR, APO for dynamic sampling and overlong), mean ± standard "
+        "deviation over seeds; accuracies in percentage points.",
         "",
-        effects,
+        effects
+        if effects.count("\n") > 1
+        else "(no component ran with its baseline: nothing to pair)",
         "",
         *(f"![{f.stem}](plots/{f.name})\n" for f in figures),
     ]

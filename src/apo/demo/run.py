@@ -24,7 +24,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from apo.config import TrainConfig, format_validation_error
+from apo.config import TrainConfig, format_validation_error, without_training_only
 from apo.data.synthetic import make_split, write_split
 from apo.demo.warmup import prompt_of, reasoning_checks
 from apo.models import ModelConfig, load_model
@@ -76,6 +76,10 @@ class DemoSettings:
     # A finished demo run of the same seed and task whose start evaluation to reuse
     # (apo compare: every variant starts from the same model in the same random state).
     start_eval_from: str | None = None
+    # Beyond GRPO (apo compare's variants; docs/ALGORITHM.md sections 9 and 10)
+    dynamic_sampling: bool = False
+    overlong_buffer: int = 0
+    overlong_filter: bool = False
 
     def check(self) -> None:
         """One-line errors naming the command-line flag, before anything is written."""
@@ -85,6 +89,11 @@ class DemoSettings:
             "--stcr-base": (self.stcr_base, self.stcr_base > 1, "above 1"),
             "--seed": (self.seed, self.seed >= 0, "0 or more"),
             "--eval-samples": (self.eval_samples, self.eval_samples >= 1, "at least 1"),
+            "--overlong-buffer": (
+                self.overlong_buffer,
+                0 <= self.overlong_buffer <= self.max_new_tokens,
+                f"between 0 and the answer limit, {self.max_new_tokens}",
+            ),
         }
         for flag, (value, holds, requirement) in rules.items():
             if not holds:
@@ -127,13 +136,19 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
             "max_new_tokens": settings.max_new_tokens,
             "temperature": 1.0,
             "max_batch_size": 64,
+            "dynamic_sampling": settings.dynamic_sampling,
         },
-        "rewards": {"num_workers": 1, "timeout_seconds": 10.0},
+        "rewards": {
+            "num_workers": 1,
+            "timeout_seconds": 10.0,
+            "overlong_buffer": settings.overlong_buffer,
+        },
         "algorithm": {  # the ablation flags, when given, over the algorithm's
             "dads": settings.algorithm == "apo" if settings.dads is None else settings.dads,
             "stcr": settings.algorithm == "apo" if settings.stcr is None else settings.stcr,
             "beta": settings.beta,
             "stcr_base": settings.stcr_base,
+            "overlong_filter": settings.overlong_filter,
         },
         "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
         "batch": {
@@ -367,6 +382,7 @@ _START_EVAL_INPUTS = ("model", "rollout", "rewards", "eval", "data.prompt")
 
 
 def _start_eval_inputs(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    config = without_training_only(config)
     values = {}
     for dotted in (*_START_EVAL_INPUTS, "training.seed"):
         value: Any = config

@@ -82,6 +82,18 @@ class RewardConfig(Section):
         ge=1,
         description="Stop the run when a component fails on every response for this many steps.",
     )
+    overlong_buffer: int = Field(
+        0,
+        ge=0,
+        description=(
+            "DAPO's soft overlong punishment: over the last this many tokens before "
+            "rollout.max_new_tokens the reward falls linearly to -overlong_penalty (component "
+            "'overlong'); 0: off."
+        ),
+    )
+    overlong_penalty: float = Field(
+        1.0, ge=0, description="The soft overlong punishment of a response at the length limit."
+    )
 
     @field_validator("components", mode="before")
     @classmethod
@@ -99,6 +111,11 @@ class RewardConfig(Section):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"reward components named twice: {', '.join(duplicates)}")
+        if self.overlong_buffer and "overlong" in names:
+            raise ValueError(
+                "a reward component is named 'overlong', as the soft overlong punishment "
+                "(rewards.overlong_buffer) is: rename the component"
+            )
         if reward_name(self.correctness) not in names:
             raise ValueError(
                 f"rewards.correctness={self.correctness!r} is not a component; "
