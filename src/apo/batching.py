@@ -31,6 +31,7 @@ class MicroBatch:
     kl_weights: Tensor  # [B]
     ref_logp: Tensor | None = None
     old_logp: Tensor | None = None
+    sampling_logp: Tensor | None = None  # [B, T]: the engine's (Rollout.sampling_logps)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -112,10 +113,23 @@ class StepBatcher:
                         loss_mask=batch.response_mask & keep[rows].to(self.device)[:, None],
                         advantages=advantages[rows].to(self.device),
                         kl_weights=kl_weights[rows].to(self.device),
+                        sampling_logp=self._sampling_logps(
+                            [rollouts[i] for i in rows], batch.response_ids.shape[1]
+                        ),
                     )
                 )
             updates.append(micro_batches)
         return updates
+
+    def _sampling_logps(self, rollouts: list[Rollout], width: int) -> Tensor | None:
+        """The rollouts' sampling log-probs as a [B, width] tensor (0 past each
+        response's end), or None when the engine recorded none."""
+        if rollouts[0].sampling_logps is None:
+            return None
+        rows = torch.zeros(len(rollouts), width)
+        for row, rollout in enumerate(rollouts):
+            rows[row, : len(rollout.sampling_logps)] = torch.tensor(rollout.sampling_logps)
+        return rows.to(self.device)
 
     def sequence_batch(self, prompts: list[PromptInput], responses: list[Any]) -> SequenceBatch:
         """Prompts and their responses, padded into one batch on the device; with
@@ -178,6 +192,7 @@ class StepBatcher:
                     kl_weights=micro.kl_weights[rows],
                     ref_logp=cut(micro.ref_logp),
                     old_logp=cut(micro.old_logp),
+                    sampling_logp=cut(micro.sampling_logp),
                 )
             )
         return parts

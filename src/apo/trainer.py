@@ -42,7 +42,12 @@ from accelerate.utils import (
 from torch import Tensor
 
 from apo.agreement import AgreedFailure, all_reduce_mean_gradients, run_agreed
-from apo.algorithms import apo_objective, shape_advantages, trained_responses
+from apo.algorithms import (
+    apo_objective,
+    importance_weights,
+    shape_advantages,
+    trained_responses,
+)
 from apo.batching import MicroBatch, StepBatcher, prompt_seed, rank_positions, split_to_count
 from apo.checkpoint import (
     CheckpointError,
@@ -234,6 +239,7 @@ class Trainer:
         self.engine: RolloutEngine = build_engine(
             config.rollout.engine, self.policy, self.processor, self.tokenizer, self.is_multimodal
         )
+        self.engine.record_logprobs = config.algorithm.importance_sampling != "off"
         self.batcher = StepBatcher(
             self.processor,
             self.tokenizer.pad_token_id,
@@ -472,13 +478,20 @@ class Trainer:
         memory, so an out-of-memory error here means one prompt's group is too big."""
         rollout = self.config.rollout
         try:
-            return self.engine.generate(prompts, rollout, seeds)
+            rollouts = self.engine.generate(prompts, rollout, seeds)
         except OutOfMemory:
             raise OutOfMemory(
                 f"out of memory generating at step {self.step_index + 1}, even for one prompt "
                 f"at a time. Lower rollout.group_size (now {rollout.group_size}) or "
                 f"rollout.max_new_tokens (now {rollout.max_new_tokens}), or use smaller images"
             ) from None
+        if self.engine.record_logprobs and any(r.sampling_logps is None for r in rollouts):
+            raise ValueError(
+                f"rollout.engine {rollout.engine!r} records no sampling log-probs, which "
+                f"algorithm.importance_sampling={self.config.algorithm.importance_sampling!r} "
+                "needs: use rollout.engine native or transformers"
+            )
+        return rollouts
 
     def _equal_micro_batch_counts(self, updates: list[list[MicroBatch]]) -> None:
         """Token budgets cut each process's rows into its own number of micro-batches;
@@ -716,6 +729,15 @@ class Trainer:
             with_entropy=True,
         )
         old = result.logp.detach() if micro.old_logp is None else micro.old_logp
+        weights, mismatch = None, {}
+        if cfg.algorithm.importance_sampling != "off":
+            weights, mismatch = importance_weights(
+                old,
+                micro.sampling_logp,
+                micro.loss_mask,
+                cfg.algorithm.importance_sampling,
+                cfg.algorithm.importance_cap,
+            )
         loss, metrics = apo_objective(
             result.logp,
             old,
@@ -726,7 +748,9 @@ class Trainer:
             cfg.algorithm,  # no reference (ref_logp None) only with beta = 0
             max_tokens=cfg.rollout.max_new_tokens,
             denominator=denominator,
+            token_weights=weights,
         )
+        metrics |= mismatch
         # DDP, FSDP2 and DeepSpeed average gradients over processes; the
         # denominator already counts every process, so undo that average.
         if self._deepspeed:  # the engine's own: accelerate's would step the optimizer here

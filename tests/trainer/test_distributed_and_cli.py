@@ -45,8 +45,9 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
         (150, True, None),
         (None, False, "dynamic"),
         (None, False, "overlong"),
+        (None, False, "importance"),
     ],
-    ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling", "overlong"],
+    ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling", "overlong", "importance"],
 )
 def test_two_processes_train_like_one_with_the_same_global_batch(
     tmp_path, tiny_path, max_tokens, share, variant
@@ -67,7 +68,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
             "stop_strings": ["e"] if overlong else [],
         },
         "rewards": {"overlong_buffer": 6 if overlong else 0},
-        "algorithm": {"overlong_filter": overlong},
+        "algorithm": {
+            "overlong_filter": overlong,
+            "importance_sampling": "truncate" if variant == "importance" else "off",
+        },
         "batch": {
             "prompts_per_step": 4,
             "prompts_per_update": 2,
@@ -106,6 +110,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
         assert any(r["dynamic_sampling/rounds"] > 1 for r in one)
     if overlong:
         assert all(0 < r["length/truncated_frac"] < 1 and r["reward/overlong"] < 0 for r in one)
+    if variant == "importance":  # the image placeholders the engine never samples
+        assert all(r["importance/logp_abs_diff"] > 0 for r in one)
     for a, b in zip(one, two, strict=True):
         assert a["reward/total"] == b["reward/total"]  # the same responses, whatever the layout
         assert a.get("dynamic_sampling/rounds") == b.get("dynamic_sampling/rounds")

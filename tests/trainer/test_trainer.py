@@ -159,10 +159,13 @@ OVERLONG = {
 }
 
 
+IMPORTANCE = {"algorithm": {"importance_sampling": "truncate", "importance_cap": 2.0}}
+
+
 @pytest.mark.parametrize(
     "sections",
-    [{}, {"rollout": DYNAMIC_SAMPLING}, OVERLONG],
-    ids=["plain", "dynamic-sampling", "overlong"],
+    [{}, {"rollout": DYNAMIC_SAMPLING}, OVERLONG, IMPORTANCE],
+    ids=["plain", "dynamic-sampling", "overlong", "importance"],
 )
 def test_resume_continues_identically(make_config, monkeypatch, sections):
     training = {"max_steps": 3, "seed": 0}
@@ -533,3 +536,70 @@ def test_overlong_punishment_and_filter_in_training(make_config):
         assert record["groups/filtered_frac"] == record["length/truncated_frac"]
         components = record["reward/many_es"] + 0.5 * record["reward/format"]
         assert record["reward/total"] == pytest.approx(components + record["reward/overlong"])
+
+
+@pytest.fixture
+def no_suppressed_tokens(monkeypatch):
+    """Sampling as the trainer computes log-probs: the engines keep a VLM's image
+    placeholder tokens from being sampled, which moves the sampling distribution
+    away from the trainer's by log(1 - p), p their probability (about 0.006 nats
+    per token on the untrained tiny model: a true mismatch, which monitor shows)."""
+    for module in ("native_engine", "transformers_engine"):
+        monkeypatch.setattr(f"apo.rollout.{module}.placeholder_token_ids", lambda model: [])
+
+
+@pytest.mark.parametrize("engine", ["native", "transformers"])
+def test_the_same_fp32_model_samples_and_trains_without_mismatch(
+    make_config, engine, no_suppressed_tokens
+):
+    """The engine samples with the policy itself: its recorded log-probs are the
+    trainer's, up to float rounding (incremental decoding with a cache)."""
+    config = make_config(rollout={"engine": engine}, algorithm={"importance_sampling": "monitor"})
+    trainer = Trainer(config)
+    metrics = trainer.step()
+    trainer.close()
+    assert metrics["importance/logp_abs_diff"] < 1e-4
+    assert metrics["importance/kl"] < 1e-8 and metrics["importance/over_cap_frac"] == 0
+
+
+def test_a_mismatched_sampler_is_corrected(make_config, monkeypatch, no_suppressed_tokens):
+    """A sampler whose log-probs are one nat below the trainer's: rho = e > C = 2 on
+    every token. Truncated weights double the policy gradient (the KL term has no
+    gradient at the first step); the mask leaves every response out."""
+    import dataclasses
+
+    steps = {}
+    for mode in ("monitor", "truncate", "mask"):
+        trainer = Trainer(make_config(mode, algorithm={"importance_sampling": mode}))
+        generate = trainer.engine.generate
+
+        def shifted(*args, generate=generate, **kwargs):
+            return [
+                dataclasses.replace(r, sampling_logps=[x - 1.0 for x in r.sampling_logps])
+                for r in generate(*args, **kwargs)
+            ]
+
+        monkeypatch.setattr(trainer.engine, "generate", shifted)
+        steps[mode] = trainer.step()
+        trainer.close()
+    monitor, truncate, mask = steps["monitor"], steps["truncate"], steps["mask"]
+    assert monitor["importance/logp_abs_diff"] == pytest.approx(1.0, abs=1e-4)
+    assert monitor["importance/over_cap_frac"] == 1.0
+    assert monitor["optim/grad_norm"] > 0
+    assert truncate["optim/grad_norm"] == pytest.approx(2 * monitor["optim/grad_norm"], rel=1e-4)
+    assert mask["importance/masked_frac"] == 1.0 and mask["optim/grad_norm"] == 0
+
+
+def test_an_engine_without_sampling_log_probs_is_named(make_config, monkeypatch):
+    import dataclasses
+
+    trainer = Trainer(make_config(algorithm={"importance_sampling": "truncate"}))
+    generate = trainer.engine.generate
+    monkeypatch.setattr(
+        trainer.engine,
+        "generate",
+        lambda *a, **k: [dataclasses.replace(r, sampling_logps=None) for r in generate(*a, **k)],
+    )
+    with pytest.raises(ValueError, match="records no sampling log-probs"):
+        trainer.step()
+    trainer.close()

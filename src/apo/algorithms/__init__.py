@@ -9,6 +9,7 @@ from apo.algorithms.config import OFFICIAL_BETA, AlgorithmConfig
 from apo.algorithms.dads import DADS_SCHEDULES, dads_kl_weights
 from apo.algorithms.difficulty import group_difficulty
 from apo.algorithms.groups import trained_responses, varied_groups
+from apo.algorithms.importance import IMPORTANCE_MODES, importance_weights
 from apo.algorithms.kl import KL_ESTIMATORS, kl_divergence
 from apo.algorithms.objective import (
     ShapedAdvantages,
@@ -23,6 +24,7 @@ from apo.algorithms.stcr import OFFICIAL_STCR_BASE, apply_stcr, stcr_weights
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "DADS_SCHEDULES",
+    "IMPORTANCE_MODES",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
     "OFFICIAL_BETA",
@@ -36,6 +38,7 @@ __all__ = [
     "dads_kl_weights",
     "group_advantages",
     "group_difficulty",
+    "importance_weights",
     "kl_divergence",
     "ppo_clip_loss",
     "shape_advantages",

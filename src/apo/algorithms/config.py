@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from apo.algorithms.dads import DADS_SCHEDULES
+from apo.algorithms.importance import IMPORTANCE_MODES
 from apo.algorithms.kl import KL_ESTIMATORS
 from apo.algorithms.policy_loss import LOSS_AGGREGATIONS
 from apo.algorithms.stcr import OFFICIAL_STCR_BASE
@@ -74,6 +75,18 @@ class AlgorithmConfig(Section):
             "no policy gradient. Off in the paper."
         ),
     )
+    importance_sampling: str = Field(
+        "off",
+        description=(
+            "Sampler/trainer mismatch: off; monitor (the engine records its sampling log-probs, "
+            "importance/* metrics); truncate (each token's policy loss times min(rho, "
+            "importance_cap), rho = pi_trainer / pi_sampler); mask (a response whose geometric-"
+            "mean rho is outside [1/cap, cap] leaves the policy loss)."
+        ),
+    )
+    importance_cap: float = Field(
+        2.0, gt=1, description="C of importance_sampling: the cap of rho, or the mask's bound."
+    )
     overlong_filter: bool = Field(
         False,
         description=(
@@ -100,6 +113,13 @@ class AlgorithmConfig(Section):
     def _current_schedule_name(cls, value: str) -> str:
         """A former name (``official``, ``exp``) becomes the current one in saved configs."""
         return DADS_SCHEDULES.canonical(value)
+
+    @field_validator("importance_sampling")
+    @classmethod
+    def _known_importance_mode(cls, value: str) -> str:
+        if value not in IMPORTANCE_MODES:
+            raise ValueError(f"importance_sampling must be one of {', '.join(IMPORTANCE_MODES)}")
+        return value
 
     @field_validator("beta")
     @classmethod

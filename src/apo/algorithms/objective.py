@@ -178,6 +178,7 @@ def apo_objective(
     *,
     max_tokens: int | None = None,
     denominator: float | None = None,
+    token_weights: Tensor | None = None,
     **settings: Any,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of one mini-batch: policy_loss + beta * agg(kl_weight_i * KL_it).
@@ -197,6 +198,8 @@ def apo_objective(
             :func:`kl_divergence`), ``eps_low``, ``eps_high``, ``dual_clip`` and
             ``aggregation`` (for :func:`ppo_clip_loss`).
         max_tokens, denominator: see :func:`aggregate_loss`; used by both terms.
+        token_weights: [B, T] factors of the policy loss per token (importance
+            weights of a sampler/trainer mismatch); None: ones.
         settings: fields of :class:`AlgorithmConfig` as keywords, over ``config``.
 
     Returns:
@@ -216,6 +219,7 @@ def apo_objective(
         aggregation=config.aggregation,
         max_tokens=max_tokens,
         denominator=denominator,
+        token_weights=token_weights,
     )
     total = policy_loss
     if ref_logp is not None:

@@ -117,6 +117,7 @@ def ppo_clip_loss(
     aggregation: str = "seq-mean-token-mean",
     max_tokens: int | None = None,
     denominator: float | None = None,
+    token_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped surrogate, per token, then aggregated.
 
@@ -135,6 +136,9 @@ def ppo_clip_loss(
         advantages: [B] per response, or [B, T] per token (detached).
         mask: [B, T] bool or 0/1, set on response tokens.
         aggregation, max_tokens, denominator: see :func:`aggregate_loss`.
+        token_weights: [B, T] detached factors of each token's loss ``l_t``, e.g.
+            importance weights for a sampler/trainer mismatch
+            (:func:`~apo.algorithms.importance.importance_weights`); None: ones.
 
     Returns:
         (loss, metrics): the scalar loss and detached diagnostics
@@ -178,6 +182,9 @@ def ppo_clip_loss(
         dual_active = (adv < 0) & (token_loss > dual_bound)
         token_loss = torch.where(dual_active, dual_bound, token_loss)
         metrics["policy/dual_clip_frac"] = masked_token_mean(dual_active.float(), keep)
+    if token_weights is not None:
+        check_same_shape(logp, "logp", token_weights=token_weights)
+        token_loss = token_loss * as_float(token_weights.detach())
 
     loss = aggregate_loss(
         token_loss, keep, aggregation, max_tokens=max_tokens, denominator=denominator

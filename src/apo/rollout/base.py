@@ -9,6 +9,7 @@ or as a server, say) is one class registered in ``ENGINES``::
         def __init__(self, model, processor, tokenizer, is_multimodal): ...
         def generate(self, prompts, sampling, seeds=None): ...
         def sync_weights(self): ...
+        record_logprobs = False  # set by the trainer: fill Rollout.sampling_logps
 """
 
 from __future__ import annotations
@@ -100,12 +101,16 @@ class Rollout:
     ``response_ids`` include the end-of-sequence token when the model produced
     one (it is trained on, so the model learns to stop). ``truncated`` is True
     when the response hit ``max_new_tokens`` without finishing.
+    ``sampling_logps``: the log-probability of each response token under the
+    distribution it was sampled from (temperature, top-k, top-p applied), when
+    the engine was asked to record them (``engine.record_logprobs``).
     """
 
     prompt_index: int
     response_ids: list[int]
     text: str
     finish_reason: FinishReason
+    sampling_logps: list[float] | None = None
 
     @property
     def length(self) -> int:
@@ -128,6 +133,10 @@ class RolloutEngine(Protocol):
         ``seeds`` (one per prompt) make each prompt's responses reproducible
         whatever the batching."""
         ...
+
+    # When True, every rollout carries its tokens' sampling log-probs
+    # (Rollout.sampling_logps): the trainer sets it for algorithm.importance_sampling.
+    record_logprobs: bool
 
     def sync_weights(self) -> None:
         """Called after every optimizer step. Engines that hold their own copy of the

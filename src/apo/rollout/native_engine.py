@@ -118,15 +118,19 @@ class NativeEngine(TransformersEngine):
         greedy = sampling.temperature == 0
         # Greedy decoding gives G identical responses: decode once, copy below.
         copies = 1 if greedy else sampling.group_size
-        tokens = self._decode(model, inputs, copies, sampling)
+        tokens, logps = self._decode(model, inputs, copies, sampling)
         if greedy and sampling.group_size > 1:
             tokens = [row for row in tokens for _ in range(sampling.group_size)]
-        return self._rollouts(tokens, offset, self.end_ids(model), sampling)
+            logps = [row for row in logps for _ in range(sampling.group_size)]
+        return self._rollouts(
+            tokens, offset, self.end_ids(model), sampling, logps if self.record_logprobs else None
+        )
 
     def _decode(
         self, model: Any, inputs: dict[str, Tensor], copies: int, sampling: SamplingConfig
-    ) -> list[list[int]]:
-        """Each prompt's ``copies`` responses, as token lists (end token included)."""
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Each prompt's ``copies`` responses, as token lists (end token included), and
+        their tokens' sampling log-probs (empty lists unless ``record_logprobs``)."""
         attention_mask = inputs["attention_mask"]
         cache = DynamicCache(config=model.config)
         output, next_position = prefill(model, model, inputs, cache, logits_to_keep=1)
@@ -146,6 +150,7 @@ class NativeEngine(TransformersEngine):
         )
         end_tensor = torch.tensor(end_ids, device=logits.device)
         generated: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
         active = torch.arange(rows)  # which response each batch row holds
         done = torch.zeros(rows, dtype=torch.bool)  # per batch row: its response ended
         history = torch.empty(rows, 0, dtype=torch.long, device=logits.device)  # for stops
@@ -154,8 +159,13 @@ class NativeEngine(TransformersEngine):
             scores = next_token_logits(logits, sampling, suppressed, end_ids)
             chosen = choose_tokens(scores, sampling.temperature == 0)
             responses, tokens = active.tolist(), chosen.tolist()
+            if self.record_logprobs:  # of the distribution the token was drawn from
+                chosen_logps = scores.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)
+                chosen_logps = chosen_logps.tolist()
             for row in (~done).nonzero().squeeze(1).tolist():
                 generated[responses[row]].append(tokens[row])
+                if self.record_logprobs:
+                    logps[responses[row]].append(chosen_logps[row])
             ended = torch.isin(chosen, end_tensor).cpu()
             if stops is not None:
                 history = torch.cat([history, chosen[:, None]], dim=1)
@@ -189,4 +199,4 @@ class NativeEngine(TransformersEngine):
             )
             logits = output.logits[:, -1]
             next_position = next_position + 1
-        return generated
+        return generated, logps

@@ -102,6 +102,7 @@ class TransformersEngine:
         self.tokenizer = tokenizer
         self.is_multimodal = is_multimodal
         self._turn_end_ids = turn_end_token_ids(processor)
+        self.record_logprobs = False
 
     def end_ids(self, model: Any) -> set[int]:
         """Where a response ends: the generation config's end tokens, the tokenizer's,
@@ -217,12 +218,22 @@ class TransformersEngine:
             }
         if sampling.stop_strings:
             kwargs |= {"stop_strings": sampling.stop_strings, "tokenizer": self.tokenizer}
+        # The scores generate samples from (after temperature, top-k, top-p): one
+        # [rows, vocabulary] tensor per step, kept only when asked for.
+        kwargs["output_scores"] = self.record_logprobs
         output = model.generate(**inputs, **kwargs)
         generated = output.sequences[:, prompt_length:].cpu()
+        logps = None
+        if self.record_logprobs:
+            logps = model.compute_transition_scores(
+                output.sequences, output.scores, normalize_logits=True
+            ).cpu()
         if greedy and sampling.group_size > 1:
             generated = generated.repeat_interleave(sampling.group_size, dim=0)
-
-        return self._rollouts(generated.tolist(), offset, end_ids, sampling)
+            logps = None if logps is None else logps.repeat_interleave(sampling.group_size, dim=0)
+        return self._rollouts(
+            generated.tolist(), offset, end_ids, sampling, None if logps is None else logps.tolist()
+        )
 
     def _encode(self, model: Any, prompts: Sequence[PromptInput]) -> dict[str, Any]:
         """The prompts (and their images) as left-padded model inputs on its device."""
@@ -236,9 +247,15 @@ class TransformersEngine:
         return {key: value.to(device) for key, value in inputs.items()}
 
     def _rollouts(
-        self, rows: list[list[int]], offset: int, end_ids: set[int], sampling: SamplingConfig
+        self,
+        rows: list[list[int]],
+        offset: int,
+        end_ids: set[int],
+        sampling: SamplingConfig,
+        logps: list[list[float]] | None = None,
     ) -> list[Rollout]:
-        """Generated token rows (G per prompt, in prompt order) as rollouts."""
+        """Generated token rows (G per prompt, in prompt order) as rollouts; ``logps``:
+        each row's sampling log-probs, token by token."""
         rollouts = []
         for row, tokens in enumerate(rows):
             ids, reason = self._cut(tokens, end_ids, sampling)
@@ -248,6 +265,7 @@ class TransformersEngine:
                     response_ids=ids,
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     finish_reason=reason,
+                    sampling_logps=None if logps is None else logps[row][: len(ids)],
                 )
             )
         return rollouts
