@@ -15,13 +15,17 @@ from apo.tracking import read_metrics
 from tests.trainer.conftest import ROOT
 
 
-def start_training(tmp_path, make_config, **sections):
+def start_training(tmp_path, make_config, new_group=False, **sections):
+    """``apo train`` in the background; ``new_group``: as a shell starts it, the
+    leader of a process group (of its reward workers too), so that a signal can go
+    to the whole group."""
     config = make_config(**sections)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     process = subprocess.Popen(
         [sys.executable, "-m", "apo", "train", str(path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=new_group,
     )  # fmt: skip
     return process, tmp_path / "run"
 
@@ -72,20 +76,6 @@ def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path, mak
     assert not stale.exists() and "removed unfinished checkpoint folders" in err
 
 
-def start_in_own_group(tmp_path, make_config, **sections):
-    """``apo train`` as a shell starts it: the leader of a process group (of its
-    reward workers too), so that a signal can go to the whole group."""
-    config = make_config(**sections)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "apo", "train", str(path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    return process, tmp_path / "run"
-
-
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_the_whole_process_group_finishes_the_step_and_saves(
     tmp_path, make_config, sig, code
@@ -93,9 +83,10 @@ def test_a_signal_to_the_whole_process_group_finishes_the_step_and_saves(
     """What a terminal's Ctrl-C, `timeout`, `kill -- -PGID` and container runtimes
     send reaches the reward workers too: they must not die under the trainer,
     whose step finishes with every reward scored, then the checkpoint."""
-    process, run = start_in_own_group(
+    process, run = start_training(
         tmp_path,
         make_config,
+        new_group=True,
         training={"max_steps": 500, "seed": 0},
         rewards={"num_workers": 2},
         logging={"samples_per_step": 64},
