@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+try:
+    from apo.integrations.trl import APOConfig, APOTrainer
+except ModuleNotFoundError as error:
+    if error.name != "trl" and not (error.name or "").startswith("trl."):
+        raise
+    print(
+        f"{Path(__file__).name}: error: TRL is not installed: pip install 'apo-rl[trl]'",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 from datasets import Dataset
 from transformers import AutoProcessor
 
 from apo.data.formats import parse_record
 from apo.data.prompts import PromptConfig, chat_messages
 from apo.data.records import read_records
-from apo.integrations.trl import APOConfig, APOTrainer
 from apo.rewards.accuracy import accuracy_reward
 from apo.rewards.format import format_reward
 

@@ -3,9 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import apo
+from apo.cli import main
 
 
 def run_apo(*args: str) -> subprocess.CompletedProcess:
@@ -61,6 +63,23 @@ def test_non_numeric_input_names_the_option():
     result = run_apo("advantages", "--rewards", "1,abc")
     assert result.returncode == 2
     assert "--rewards" in result.stderr and "comma-separated numbers" in result.stderr
+
+
+@pytest.mark.parametrize("rewards", [["1,0,1,0"], ["1", "0", "1", "0"], ["1,0", "1", "0"]])
+def test_advantages_of_rewards_alone_comma_or_space_separated(rewards, capsys):
+    assert main(["advantages", "--rewards", *rewards]) == 0
+    out = capsys.readouterr().out
+    assert "GRPO vs APO: 1 group(s) of 4" in out
+    assert out.count("+0.8660") == 4 and out.count("-0.8660") == 4  # GRPO and APO alike
+    assert "--correct not given: a response is correct where its reward is >= 1." in out
+    assert "--lengths not given: all responses are 100 tokens, so STCR changes nothing" in out
+
+
+def test_advantages_without_rewards_says_which_flags_to_pass(capsys):
+    assert main(["advantages", "--lengths", "10", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("apo advantages: error: --correct and --lengths describe")
+    assert "apo advantages --rewards 1 0 1 0 --correct 1 0 1 0 --lengths" in err
 
 
 def test_no_command_prints_help():
@@ -154,3 +173,25 @@ def test_convert_gguf_refuses_what_it_cannot_convert_before_loading_anything(tmp
     result = run_apo("convert-gguf", str(tmp_path / "missing.gguf"), str(tmp_path / "out"))
     assert result.returncode == 2 and "no such GGUF file" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def write_metrics(run):
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "reward/total": 0.5}\n')
+    return str(run)
+
+
+def test_plot_of_several_runs_writes_outside_them_and_says_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = write_metrics(tmp_path / "runs" / "a"), write_metrics(tmp_path / "runs" / "b")
+    assert main(["plot", a, b]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "figures of 2 runs in plots/a_vs_b (choose with --output)"
+    assert (tmp_path / "plots" / "a_vs_b" / "reward_accuracy.png").is_file()
+    assert not (tmp_path / "runs" / "a" / "plots").exists()
+
+
+def test_plot_of_one_run_writes_into_it(tmp_path, capsys):
+    run = write_metrics(tmp_path / "a")
+    assert main(["plot", run]) == 0
+    assert f"{run}/plots/reward_accuracy.png" in capsys.readouterr().out.splitlines()

@@ -196,3 +196,19 @@ def test_compare_mean_runs_keep_the_eval_sets_of_their_seeds(tmp_path):
     mean = _write_mean_run(seeds, tmp_path / "mean" / "APO")
     figure = draw_figure("eval_accuracy", load_runs([mean]))
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["reasoning (greedy)"]
+
+
+def test_every_figure_labels_its_y_axis_and_ticks_whole_steps(tmp_path):
+    run = write_run(
+        tmp_path / "run",
+        [
+            {"step": s, "reward/total": 0.5, "kl/mean": 0.1, "eval/reasoning/accuracy": 0.4}
+            for s in (1, 2, 3)
+        ],
+    )
+    runs = load_runs([run])
+    for name in FIGURES:
+        axis = draw_figure(name, runs).axes[0]
+        assert axis.get_ylabel(), name
+        ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)

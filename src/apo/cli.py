@@ -41,7 +41,7 @@ def _numbers(text: str) -> list[float]:
         return [float(item) for item in text.split(",") if item.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
+            f"expected comma-separated numbers (or space-separated), got {text!r}"
         ) from None
 
 
@@ -52,20 +52,25 @@ def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Compute GRPO advantages, the STCR length penalty and the DADS KL weights "
             "for groups of responses, side by side. Without arguments it uses a "
-            "built-in example group of 8."
+            "built-in example group of 8. Numbers are comma- or space-separated: "
+            "--rewards 1,0,1,0 or --rewards 1 0 1 0."
         ),
     )
+    per_response = {"type": _numbers, "nargs": "+", "default": None}
     parser.add_argument(
-        "--rewards", type=_numbers, default=EXAMPLE_REWARDS, help="total reward per response"
+        "--rewards",
+        **per_response,
+        help=f"total reward per response (default: the example, {EXAMPLE_REWARDS})",
     )
     parser.add_argument(
         "--correct",
-        type=_numbers,
-        default=EXAMPLE_CORRECT,
-        help="1 if the accuracy part of the reward is 1, else 0",
+        **per_response,
+        help="1 if the accuracy part of the reward is 1, else 0 (default: reward >= 1)",
     )
     parser.add_argument(
-        "--lengths", type=_numbers, default=EXAMPLE_LENGTHS, help="generated tokens per response"
+        "--lengths",
+        **per_response,
+        help="generated tokens per response (default: all the same, so STCR changes nothing)",
     )
     parser.add_argument(
         "--group-size", type=int, default=None, help="G (default: all responses form one group)"
@@ -83,14 +88,46 @@ def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_advantages)
 
 
+def _flat(values: list[list[float]] | None) -> list[float] | None:
+    """``--rewards 1,0 1`` arrives as [[1, 0], [1]]: one list."""
+    return None if values is None else [number for part in values for number in part]
+
+
+def advantage_inputs(
+    rewards: list[float] | None, correct: list[float] | None, lengths: list[float] | None
+) -> tuple[list[float], list[float], list[float], list[str]]:
+    """Rewards, correctness and lengths of ``apo advantages``, with notes on what was
+    assumed: the built-in example without ``--rewards``; with it, correctness
+    ``reward >= 1`` (apo's reward: accuracy 1 plus 0.5 for the format) and equal lengths."""
+    if rewards is None:
+        if correct is not None or lengths is not None:
+            raise ValueError(
+                "--correct and --lengths describe the responses of --rewards: pass all "
+                "three, e.g. apo advantages --rewards 1 0 1 0 --correct 1 0 1 0 "
+                "--lengths 300 900 280 350"
+            )
+        return _numbers(EXAMPLE_REWARDS), _numbers(EXAMPLE_CORRECT), _numbers(EXAMPLE_LENGTHS), []
+    notes = []
+    if correct is None:
+        correct = [1.0 if reward >= 1 else 0.0 for reward in rewards]
+        notes.append("--correct not given: a response is correct where its reward is >= 1.")
+    if lengths is None:
+        lengths = [100.0] * len(rewards)
+        notes.append(
+            "--lengths not given: all responses are 100 tokens, so STCR changes nothing "
+            "(pass --lengths, one per response, to see it)."
+        )
+    return rewards, correct, lengths, notes
+
+
 def _run_advantages(args: argparse.Namespace) -> None:
     import torch
 
     from apo.algorithms import shape_advantages
 
-    rewards = torch.tensor(args.rewards)
-    correct = torch.tensor(args.correct)
-    lengths = torch.tensor(args.lengths)
+    given = advantage_inputs(_flat(args.rewards), _flat(args.correct), _flat(args.lengths))
+    rewards, correct, lengths = (torch.tensor(values) for values in given[:3])
+    notes = given[3]
     group_size = rewards.numel() if args.group_size is None else args.group_size
     grpo = shape_advantages(
         rewards, correct, lengths, group_size, dads=False, stcr=False, advantage_method=args.method
@@ -130,6 +167,8 @@ def _run_advantages(args: argparse.Namespace) -> None:
         "STCR: wrong answers longer than the group's correct ones get A * (1 + w).  "
         "DADS: positive samples of harder prompts get a smaller KL weight."
     )
+    for note in notes:
+        print(note)
 
 
 def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -462,9 +501,23 @@ def _add_plot_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Draw reward/accuracy, lengths, KL, entropy and DADS/STCR weights over steps.",
     )
     parser.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
-    parser.add_argument("--output", default=None, help="where the PNGs go (default: RUN/plots)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="where the PNGs go (default: RUN/plots for one run; plots/A_vs_B for runs A and B)",
+    )
     parser.add_argument("--smooth", type=int, default=5, help="moving-mean window")
     parser.set_defaults(handler=_run_plot)
+
+
+def default_plot_folder(runs: Sequence[str]) -> Path:
+    """``RUN/plots`` for one run; for several, a folder of the working directory named for
+    the comparison (``plots/a_vs_b``), inside none of the runs."""
+    if len(runs) == 1:
+        return Path(runs[0]) / "plots"
+    from apo.plots import default_labels
+
+    return Path("plots") / "_vs_".join(label.replace("/", "-") for label in default_labels(runs))
 
 
 def _run_plot(args: argparse.Namespace) -> int:
@@ -473,8 +526,10 @@ def _run_plot(args: argparse.Namespace) -> int:
     for run in args.runs:
         if not (Path(run) / "metrics.jsonl").is_file():
             raise ValueError(f"{run} has no metrics.jsonl: not a training run folder")
-    output = args.output or str(Path(args.runs[0]) / "plots")
+    output = args.output or str(default_plot_folder(args.runs))
     check_writable(output, "--output")
+    if args.output is None and len(args.runs) > 1:
+        print(f"figures of {len(args.runs)} runs in {output} (choose with --output)")
     for path in plot_runs(args.runs, output, smooth=args.smooth):
         print(path)
     return 0

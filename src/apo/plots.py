@@ -33,13 +33,23 @@ class FigureSpec:
 
 
 FIGURES = {
-    "reward_accuracy": FigureSpec("Reward and accuracy", ("reward/total", "reward/accuracy_rate")),
-    "eval_accuracy": FigureSpec("Held-out accuracy", None, smoothed=False),
-    "lengths": FigureSpec(
-        "Response length (tokens)", ("length/correct_mean", "length/incorrect_mean")
+    "reward_accuracy": FigureSpec(
+        "Reward and accuracy",
+        ("reward/total", "reward/accuracy_rate"),
+        left_label="reward, fraction correct",
     ),
-    "kl": FigureSpec("KL to the reference (k3, token mean)", ("kl/mean",)),
-    "entropy": FigureSpec("Policy entropy (token mean)", ("entropy/mean",)),
+    "eval_accuracy": FigureSpec(
+        "Held-out accuracy", None, smoothed=False, left_label="accuracy (fraction correct)"
+    ),
+    "lengths": FigureSpec(
+        "Response length (tokens)",
+        ("length/correct_mean", "length/incorrect_mean"),
+        left_label="tokens per response",
+    ),
+    "kl": FigureSpec("KL to the reference (k3, token mean)", ("kl/mean",), left_label="KL (nats)"),
+    "entropy": FigureSpec(
+        "Policy entropy (token mean)", ("entropy/mean",), left_label="entropy (nats)"
+    ),
     "dads_stcr": FigureSpec(
         "DADS and STCR weights",
         ("dads/kl_weight_pos_mean", "stcr/penalized_frac"),
@@ -178,6 +188,9 @@ def draw_figure(name: str, runs: Sequence[Run], smooth: int = 5) -> Figure:
     smoothing = f" (moving mean of {smooth})" if spec.smoothed and smooth > 1 else ""
     left.set_title(spec.title + smoothing)
     left.set_xlabel("step")
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 1.5 on short runs
     left.set_ylabel(spec.left_label)
     left.grid(alpha=0.3)
     if right is not None:
