@@ -102,7 +102,7 @@ def test_compare_runs_variants_side_by_side(tmp_path):
     text = path.read_text()
     assert text.startswith("# apo compare: GRPO, APO, APO+DS, APO+overlong")
     assert all(f"| {v} |" in text for v in variants) and "reasoning acc (sampled)" in text
-    assert "| dynamic sampling | wall time |" in text and "| overlong | truncated |" in text
+    assert "| dynamic sampling | train time |" in text and "| overlong | truncated |" in text
     assert (tmp_path / "compare" / "grpo" / "seed0" / "metrics.jsonl").is_file()
     assert {p.stem for p in (tmp_path / "compare" / "plots").glob("*.png")} == FIGURES
     runs = {v: read_metrics(tmp_path / "compare" / v.lower().replace("+", "-") / "seed0")

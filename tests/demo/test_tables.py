@@ -50,7 +50,7 @@ def test_effects_are_paired_differences_with_grpo_over_seeds():
 
 def test_options_beyond_grpo_are_paired_with_apo():
     def run(accuracy, minutes, truncated):
-        return {"reasoning acc (greedy)": accuracy, "wall time": minutes, "truncated": truncated}
+        return {"reasoning acc (greedy)": accuracy, "train time": minutes, "truncated": truncated}
 
     summaries = {
         "APO": [run(0.50, 2.0, 0.10), run(0.60, 2.5, 0.20)],
@@ -60,7 +60,7 @@ def test_options_beyond_grpo_are_paired_with_apo():
     }
     table = effects_markdown(summaries)
     assert "| dynamic sampling | reasoning acc (greedy) | +7.5 ± 3.5 points | +5, +10 |" in table
-    assert "| dynamic sampling | wall time | +1 ± 0 min | +1, +1 |" in table
+    assert "| dynamic sampling | train time | +1 ± 0 min | +1, +1 |" in table
     assert "| overlong | truncated | -7.5 ± 3.5 points | -5, -10 |" in table
     assert "STCR" not in table
 
