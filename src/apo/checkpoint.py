@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 STATE_KEYS = ("step", "total_steps", "sampler", "scheduler", "config")
-_SAMPLER_COUNTS = ("epoch", "position", "seed", "num_examples", "batch_size")
+_SAMPLER_COUNTS = ("epoch", "position", "num_examples", "batch_size")
 _NAME = re.compile(r"^step-(\d{8})$")
 _NEARLY_FULL = 1024**2  # free bytes under which a failed write is a full disk
 
@@ -125,6 +125,9 @@ def _trainer_state_problem(state: dict[str, Any]) -> str | None:
     for name, value in counts.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{name} is {value!r}, not a count"
+    seed = sampler.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):  # any integer, negative too
+        return f"sampler.seed is {seed!r}, not an integer"
     scheduler = state["scheduler"]
     if not isinstance(scheduler, dict) or not isinstance(scheduler.get("base_lrs"), list):
         return "scheduler is not a learning-rate schedule's state"

@@ -150,6 +150,7 @@ JUNK_STATES = {  # what trainer_state.json says: what the message says
     "step": ({"step": "two"}, "step is 'two', not a count"),
     "sampler": ({"sampler": 5}, "sampler is int, not an object"),
     "sampler position": ({"sampler": {"position": -1}}, "sampler.position is -1"),
+    "sampler seed": ({"sampler": {"seed": "0"}}, "sampler.seed is '0', not an integer"),
     "scheduler": ({"scheduler": [1]}, "scheduler is not a learning-rate schedule's state"),
     "config": ({"config": "lr: 1"}, "config is str, not an object"),
 }
@@ -214,3 +215,13 @@ def test_a_refused_resume_leaves_the_run_config_as_it_was(run, make_config):
     with pytest.raises(ValueError, match="cannot resume the data order: saved shuffle=True"):
         Trainer(config, resume=True)
     assert (run_dir / "config.yaml").read_text() == saved
+
+
+def test_a_negative_seed_is_a_valid_trainer_state(run):
+    """training.seed may be any integer: a checkpoint of seed -1 is intact."""
+    _, (_, latest) = run
+    path = latest / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state["sampler"]["seed"] = -1
+    path.write_text(json.dumps(state))
+    verify_checkpoint(latest)
