@@ -339,7 +339,7 @@ class Trainer:
         shaped = shape_advantages(
             scored.total, scored.correct, lengths, cfg.rollout.group_size, cfg.algorithm
         )
-        keep = trained_responses(  # dynamic sampling's equal-reward fill-ins are not trained
+        keep = trained_responses(  # not dynamic sampling's fill-ins, nor cut answers if asked
             scored.total,
             torch.tensor([r.truncated for r in rollouts]),
             cfg.rollout.group_size,
