@@ -177,8 +177,9 @@ def reused_start_evaluation(source: Path, config: TrainConfig) -> dict[str, floa
             a, b = {k: a[k] for k in keep}, {k: b[k] for k in keep}
         if key == "data":  # the training file's path differs; its prompt must not
             a, b = a["prompt"], b["prompt"]
-        if key == "eval":  # a run that reused its start evaluation saved at_start: false
-            a, b = ({k: v for k, v in d.items() if k != "at_start"} for d in (a, b))
+        if key == "eval":  # at_start: false where a run reused its start evaluation;
+            # every: the run's length (steps), which the start evaluation does not see
+            a, b = ({k: v for k, v in d.items() if k not in ("at_start", "every")} for d in (a, b))
         if isinstance(a, dict) and isinstance(b, dict):  # settings added since: defaults
             a = {k: v for k, v in a.items() if k in b}
         if a != b:
