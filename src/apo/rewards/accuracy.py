@@ -17,9 +17,14 @@ The answer is taken from the response's ``<answer>`` block (see
    ``45^\\circ`` = ``45°`` = ``45``, within a relative 1e-6;
 4. **math_verify** equivalence for everything else (fractions, LaTeX,
    expressions, sets, intervals), for answers inside the bounds of
-   :mod:`apo.rewards.bounds`: one over them (``10^{10^{10}}``, forty nested
-   braces, an integral to work out) is judged by 2 and 3 only, so that no
-   answer makes sympy work for more than a fraction of a second.
+   :mod:`apo.rewards.bounds`: one over them (``10^{10^{10}}``, ``2^{99}\\ln 3``,
+   forty nested braces, an integral to work out) is judged by 2 and 3 only, so
+   that no answer makes sympy work for more than a fraction of a second.
+
+An answer (or ground truth) longer than :data:`~apo.rewards.bounds.MAX_ANSWER_CHARS`
+is compared as exact text only, and every regular expression here is linear in
+the text's length (no two quantifiers that may match the same run of characters
+follow each other, or repeat from inside such a run), so no text is slow to read.
 
 A ground truth that no method can read is a data problem, never a free point:
 :class:`GroundTruthError` is raised, which the reward runner scores 0 and counts.
@@ -34,26 +39,31 @@ import math
 import re
 
 from apo.rewards.answer import extract_answer
-from apo.rewards.bounds import expression_over_bounds, text_over_bounds
+from apo.rewards.bounds import (
+    MAX_ANSWER_CHARS,
+    exponential_twin,
+    expression_over_bounds,
+    pair_over_bounds,
+    text_over_bounds,
+)
 
 
 class GroundTruthError(ValueError):
     """The ground-truth answer cannot be parsed: the row, not the response, is wrong."""
 
 
-_WRAPPERS = [
-    (re.compile(r"^\$+(.*?)\$+$", re.DOTALL), r"\1"),
-    (re.compile(r"^\\\((.*)\\\)$", re.DOTALL), r"\1"),
-    (re.compile(r"^\\\[(.*)\\\]$", re.DOTALL), r"\1"),
-]
+# Math delimiters around a whole answer, removed by string operations: the
+# pattern ^\$+(.*?)\$+$ took 11 s on 2,000 dollar signs and a letter (cubic).
+_DELIMITERS = (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _COMMANDS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed|operatorname)\{([^{}]*)\}")
 _LEAD_IN = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_UNITS = re.compile(r"(\^\s*\{?\\circ\}?|\\circ|°|\\%|%|\\,|\s*(?:degrees?|deg)$)", re.IGNORECASE)
+_UNITS = re.compile(r"\^\s*\{?\\circ\}?|\\circ|°|\\%|%|\\,", re.IGNORECASE)
+_UNIT_WORDS = ("degrees", "degree", "deg")  # at the end only, any case: "45 Degrees"
 _WORDS = re.compile(r"[A-Za-z][A-Za-z\s'\-]*")
 _LEADING_LETTER = re.compile(r"^\(?([A-Z])\)?(?=$|[\s.):,])")
-_ANNOUNCED_LETTER = re.compile(
-    r"(?i:answer|option|choice)\s*(?i:is)?\s*:?\s*\(?([A-Z])\)?(?=$|[\s.),:])"
+_ANNOUNCED_LETTER = re.compile(  # one \s* per gap, or a run of spaces splits three ways
+    r"(?i:answer|option|choice)\s*(?:(?i:is)\s*)?(?::\s*)?\(?([A-Z])\)?(?=$|[\s.),:])"
 )
 _ONLY_LETTER = re.compile(r"\(?([A-Za-z])\)?[.)]?")
 _LETTER_AND_TEXT = re.compile(r"(?:\(([A-Z])\)\s*|([A-Z])[.)]\s+)(\S.*)", re.DOTALL)
@@ -65,13 +75,24 @@ def strip_markup(text: str) -> str:
     text = text.strip()
     for _ in range(3):  # wrappers can nest: $\boxed{\text{B}}$
         before = text
-        for pattern, replacement in _WRAPPERS:
-            text = pattern.sub(replacement, text).strip()
+        for opening, closing in _DELIMITERS:
+            text = _unwrap(text, opening, closing).strip()
         text = _COMMANDS.sub(r"\1", text).strip()
         text = _LEAD_IN.sub("", text).strip()
         if text == before:
             break
     return text
+
+
+def _unwrap(text: str, opening: str, closing: str) -> str:
+    """``text`` without the delimiters around it (all of a run of "$")."""
+    if len(text) < len(opening) + len(closing):
+        return text
+    if not (text.startswith(opening) and text.endswith(closing)):
+        return text
+    if opening == "$":
+        return text.strip("$")
+    return text[len(opening) : -len(closing)]
 
 
 def normalize_text(text: str) -> str:
@@ -81,14 +102,27 @@ def normalize_text(text: str) -> str:
 
 
 def parse_number(text: str) -> float | None:
-    """The number a short answer states, or None when it is not just a number."""
-    text = _UNITS.sub("", strip_markup(text)).strip().rstrip(".")
+    """The number a short answer states, or None when it is not just a number, or
+    none a float holds: past 1.8e308 every number would read as infinity and equal
+    every other, so math_verify compares those exactly."""
+    text = _UNITS.sub("", _without_unit_word(strip_markup(text))).strip().rstrip(".")
     if not text or not _NUMBER.fullmatch(text) or not any(c.isdigit() for c in text):
         return None
     try:
-        return float(text.replace(",", ""))
+        number = float(text.replace(",", ""))
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+def _without_unit_word(text: str) -> str:
+    """``text`` without a final "degrees", "degree" or "deg" and the spaces before it.
+    By string operations: the pattern \\s*deg$ was tried from each space of a run."""
+    lowered = text.lower()
+    for word in _UNIT_WORDS:
+        if lowered.endswith(word):
+            return text[: -len(word)].rstrip()
+    return text
 
 
 def numbers_equal(a: float, b: float) -> bool:
@@ -163,13 +197,17 @@ def _picks_option(
 
 def _same_value(a: str, b: str) -> bool:
     """Text or numeric equality (no math_verify): for matching option texts."""
+    if max(len(a), len(b)) > MAX_ANSWER_CHARS:
+        return a.strip() == b.strip()
     if normalize_text(a) == normalize_text(b):
         return True
     x, y = parse_number(a), parse_number(b)
     return x is not None and y is not None and numbers_equal(x, y)
 
 
-_SENTENCE = re.compile(r"[A-Za-z]{3,}\s+[A-Za-z]{2,}")
+# Tried from the start of a word only: from inside a run of letters, it would
+# retry the rest of the run from every letter (quadratic).
+_SENTENCE = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{2,}")
 
 
 def _math_parse(text: str) -> list | None:
@@ -183,6 +221,13 @@ def _math_parse(text: str) -> list | None:
         return None  # over the bounds however it is read
     from math_verify import parse  # loads sympy: in the workers, when an answer needs it
 
+    twin = exponential_twin(text) if text_over_bounds(text) is None else None
+    if twin is not None:  # parsed as it is, it would evaluate its powers of e at once
+        parsed = parse(twin if "$" in twin else f"${twin}$", parsing_timeout=None)
+        if not parsed or isinstance(parsed[0], str):
+            return None  # unchecked, so not parsed
+        if any(expression_over_bounds(item) is not None for item in parsed):
+            return None
     if "$" in text:
         candidates = [text]
     elif _SENTENCE.search(text) and "\\" not in text:
@@ -214,6 +259,10 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
     the ground truth cannot be read at all.
     """
     ground_truth = ground_truth.strip()
+    if max(len(prediction), len(ground_truth)) > MAX_ANSWER_CHARS and ground_truth:
+        # Read by no parser. Too long for a final answer, but it may be a whole
+        # response, which has no <answer> block.
+        return prediction.strip() == ground_truth
     if not ground_truth or not strip_markup(ground_truth):
         raise GroundTruthError("the ground truth is empty")
     if not prediction.strip():
@@ -239,7 +288,11 @@ def answers_match(prediction: str, ground_truth: str, choices: list[str] | None 
     if not gold:
         raise GroundTruthError(f"cannot parse the ground truth {ground_truth!r}")
     guess = _math_parse(prediction)
-    return bool(guess) and bool(verify(gold, guess, timeout_seconds=None))
+    if not guess:
+        return False
+    if any(pair_over_bounds(g, p) is not None for g in gold for p in guess):
+        return False  # each inside the bounds, but not their difference (see the bounds)
+    return bool(verify(gold, guess, timeout_seconds=None))
 
 
 def accuracy_reward(
@@ -251,8 +304,12 @@ def accuracy_reward(
 
 def warm_up() -> None:
     """Import math_verify and sympy and judge one answer with them, so that the
-    first real answer costs no more than the next (reward workers call this at start)."""
+    first real answer costs no more than the next (reward workers call this at start).
+
+    A symbolic answer too: sympy's simplify imports its units and combinatorics
+    the first time it runs in full (0.3 s, over 1 s on a loaded machine)."""
     answers_match("\\frac{1}{2}", "0.5")
+    answers_match("\\sin(x)+\\ln(x)", "x+1")
 
 
 # math_verify warns on every call that its own timeouts are off: we know, see above.
