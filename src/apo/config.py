@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from apo.algorithms import AlgorithmConfig
-from apo.algorithms.advantages import GROUP_RELATIVE
+from apo.algorithms.names import GROUP_RELATIVE
 from apo.data import DataConfig
-from apo.evaluation.training import EvalConfig
+from apo.evaluation.config import EvalConfig
 from apo.models import TINY_MODEL_NAME, LoraConfig, ModelConfig
 from apo.models.packaged import PACKAGED_MODELS
 from apo.nested import merge

@@ -15,13 +15,11 @@ import torch
 from torch import Tensor
 
 from apo.algorithms.groups import as_float, to_groups
+from apo.algorithms.names import GROUP_RELATIVE as GROUP_RELATIVE  # its former home
 from apo.registry import Registry
 
 AdvantageEstimator = Callable[..., Tensor]
 ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimator")
-# Estimators that compare each response with the others of its group: with one
-# response per prompt every advantage is 0 and nothing is learned.
-GROUP_RELATIVE = ("grpo", "dr_grpo", "rloo")
 
 
 def centered(grouped: Tensor) -> Tensor:

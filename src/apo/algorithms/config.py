@@ -12,15 +12,18 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS
-from apo.algorithms.dads import DADS_SCHEDULES
-from apo.algorithms.importance import IMPORTANCE_MODES
-from apo.algorithms.kl import KL_ESTIMATORS
-from apo.algorithms.policy_loss import LOSS_AGGREGATIONS
-from apo.algorithms.stcr import OFFICIAL_STCR_BASE
+from apo.algorithms.names import (
+    BUILTIN_ADVANTAGES,
+    BUILTIN_AGGREGATIONS,
+    BUILTIN_DADS_SCHEDULES,
+    BUILTIN_KL_ESTIMATORS,
+    IMPORTANCE_MODES,
+)
+from apo.registry import Registry
 from apo.section import Section
 
 OFFICIAL_BETA = 1e-3
+OFFICIAL_STCR_BASE = 1.00001
 
 # Keyword arguments of the functions that name a field differently.
 KEYWORD_ALIASES = {"advantage_method": "advantage"}
@@ -112,7 +115,9 @@ class AlgorithmConfig(Section):
     @classmethod
     def _current_schedule_name(cls, value: str) -> str:
         """A former name (``official``, ``exp``) becomes the current one in saved configs."""
-        return DADS_SCHEDULES.canonical(value)
+        if value in BUILTIN_DADS_SCHEDULES:
+            return value
+        return _registry("dads_schedule").canonical(value)
 
     @field_validator("importance_sampling")
     @classmethod
@@ -130,16 +135,35 @@ class AlgorithmConfig(Section):
 
     @model_validator(mode="after")
     def _check_names(self) -> AlgorithmConfig:
-        for field, registry in (
-            ("advantage", ADVANTAGE_ESTIMATORS),
-            ("dads_schedule", DADS_SCHEDULES),
-            ("kl_estimator", KL_ESTIMATORS),
-            ("aggregation", LOSS_AGGREGATIONS),
+        for field, builtin in (
+            ("advantage", BUILTIN_ADVANTAGES),
+            ("dads_schedule", BUILTIN_DADS_SCHEDULES),
+            ("kl_estimator", BUILTIN_KL_ESTIMATORS),
+            ("aggregation", BUILTIN_AGGREGATIONS),
         ):
             value = getattr(self, field)
+            if value in builtin:
+                continue
+            registry = _registry(field)
             if value not in registry:
                 raise ValueError(f"{field}={value!r} is unknown; allowed: {', '.join(registry)}")
         return self
+
+
+def _registry(field: str) -> Registry:
+    """The registry a name field is looked up in when the name is not built in (a former
+    name, or a user's variant): it loads torch, which the built-in names never do."""
+    from apo.algorithms.advantages import ADVANTAGE_ESTIMATORS
+    from apo.algorithms.dads import DADS_SCHEDULES
+    from apo.algorithms.kl import KL_ESTIMATORS
+    from apo.algorithms.policy_loss import LOSS_AGGREGATIONS
+
+    return {
+        "advantage": ADVANTAGE_ESTIMATORS,
+        "dads_schedule": DADS_SCHEDULES,
+        "kl_estimator": KL_ESTIMATORS,
+        "aggregation": LOSS_AGGREGATIONS,
+    }[field]
 
 
 def resolve_config(config: AlgorithmConfig | None, keywords: dict[str, Any]) -> AlgorithmConfig:

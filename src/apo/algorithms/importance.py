@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 
 from apo.algorithms.groups import as_float, check_same_shape
+from apo.algorithms.names import IMPORTANCE_MODES
 from apo.algorithms.policy_loss import MAX_LOG_RATIO, masked_token_mean
-
-IMPORTANCE_MODES = ("off", "monitor", "truncate", "mask")
 
 
 def importance_weights(

@@ -12,9 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+from apo.algorithms.config import OFFICIAL_STCR_BASE
 from apo.algorithms.groups import as_correct_mask, check_same_shape, to_groups
-
-OFFICIAL_STCR_BASE = 1.00001
 
 
 def stcr_weights(

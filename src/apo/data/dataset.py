@@ -5,47 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
+from apo.data.config import DataConfig
 from apo.data.errors import DataError
 from apo.data.formats import Example, parse_record
 from apo.data.images import check_image
-from apo.data.prompts import (
-    PromptConfig,
-    PromptInput,
-    prompt_input,
-    render_prompt,
-    uses_chat_template,
-)
+from apo.data.prompts import PromptInput, prompt_input, render_prompt, uses_chat_template
 from apo.data.records import read_records
-from apo.section import Section
-
-
-class DataConfig(Section):
-    """Where the prompts come from and how they are checked."""
-
-    path: str | list[str] | None = Field(
-        None,
-        description=(
-            "Data file(s) (.json, .jsonl, .parquet, .tsv) or datasets folder(s); relative to the "
-            "config file."
-        ),
-    )
-    split: str = Field("train", description="Split to read from a datasets folder with several.")
-    on_error: Literal["raise", "skip"] = Field(
-        "raise", description="A bad row stops the run ('raise') or is dropped and counted ('skip')."
-    )
-    max_image_pixels: int | None = Field(
-        4096 * 4096, gt=0, description="Largest accepted image, in pixels (width x height)."
-    )
-    max_prompt_length: int | None = Field(
-        9216, gt=0, description="Longest accepted prompt in tokens, image tokens included."
-    )
-    limit: int | None = Field(None, gt=0, description="Use only the first N rows.")
-    shuffle: bool = Field(True, description="Visit the rows in a seeded random order.")
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
 
 
 @dataclass

@@ -4,24 +4,17 @@ or as plain text for a base model that has none."""
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+# The prompt settings live with the config (no PIL, no pyarrow); imported from here too.
+from apo.data.config import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
+from apo.data.config import PromptConfig as PromptConfig
+from apo.data.config import PromptFormat as PromptFormat
+from apo.data.config import check_question_template as check_question_template
 
-from apo.data.formats import CHOICE_LETTERS, Example
-from apo.section import Section
-
-DEFAULT_SYSTEM_PROMPT = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant "
-    "solves it. The assistant first thinks about the reasoning process in the mind and then "
-    "provides the user with the answer. The reasoning process and answer are enclosed within "
-    "<think> </think> and <answer> </answer> tags, respectively, i.e., "
-    "<think> reasoning process here </think><answer> answer here </answer>"
-)
-
-PromptFormat = Literal["auto", "chat", "plain"]
+if TYPE_CHECKING:
+    from apo.data.formats import Example
 
 
 @dataclass
@@ -33,58 +26,9 @@ class PromptInput:
     images: list[Any] = field(default_factory=list)
 
 
-class PromptConfig(Section):
-    """How a question becomes a prompt."""
-
-    system_prompt: str | None = Field(
-        DEFAULT_SYSTEM_PROMPT,
-        description=(
-            "System turn asking for <think>...</think><answer>...</answer>; None: no system "
-            "turn. A system turn in a View-R1 record wins over this one."
-        ),
-    )
-    question_template: str = Field(
-        "{question}",
-        description=(
-            "The user text; {question} is the question and {choices} the lettered options. "
-            "Without {choices}, options are appended after the question."
-        ),
-    )
-    format: PromptFormat = Field(
-        "auto",
-        description=(
-            "chat: the model's chat template; plain (base models): the tokenizer's BOS token "
-            "where its encoding starts with one, the system text and the user text, joined "
-            "by a blank line, nothing after it (end question_template where the answer "
-            "begins); auto: chat when the model has a chat template, else plain."
-        ),
-    )
-
-    @field_validator("question_template")
-    @classmethod
-    def _places_the_question(cls, template: str) -> str:
-        check_question_template(template)
-        return template
-
-
-def check_question_template(template: str) -> None:
-    """A template places ``{question}`` and names no placeholder but it and ``{choices}``;
-    a ValueError says what is wrong."""
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as error:
-        raise ValueError(f"{error}; write a literal brace as {{{{ or }}}}") from None
-    unknown = sorted(names - {"question", "choices"})
-    if unknown:
-        placeholders = ", ".join("{" + name + "}" for name in unknown)
-        raise ValueError(
-            f"unknown placeholder {placeholders}: only {{question}} and {{choices}} are filled"
-        )
-    if "question" not in names:
-        raise ValueError("no {question} placeholder: the question would be left out")
-
-
 def format_choices(choices: list[str]) -> str:
+    from apo.data.formats import CHOICE_LETTERS  # formats loads PIL and pyarrow: not at import
+
     if len(choices) > len(CHOICE_LETTERS):
         raise ValueError(f"at most {len(CHOICE_LETTERS)} choices are supported, got {len(choices)}")
     return "\n".join(

@@ -14,55 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, field_validator
-
-from apo.data import DataConfig, DataReport, PromptDataset, render_prompt
+from apo.data import DataReport, PromptDataset, render_prompt
 from apo.evaluation.answers import answer_questions, benchmark_verdicts, reward_verdicts
 from apo.evaluation.benchmarks import Question, get_benchmark
+from apo.evaluation.config import EvalConfig as EvalConfig  # its former home
+from apo.evaluation.config import EvalSet as EvalSet  # its former home
+from apo.evaluation.config import EvalSetConfig
 from apo.evaluation.judge import Judge
 from apo.evaluation.report import summarize
 from apo.rewards import RewardRunner
 from apo.rollout import RolloutEngine, SamplingConfig
-from apo.section import Section
-
-
-class EvalSetConfig(Section):
-    """One evaluation set and how it is decoded."""
-
-    data: DataConfig = Field(description="The questions (any training data format).")
-    benchmark: str | None = Field(
-        None,
-        description=(
-            "A benchmark of apo eval (mathvista, mathverse, mmk12, mathvision, mmstar, mmmu, "
-            "custom): data.path holds its files, its rule judges the answers. None: the data "
-            "is in the training format and judged by the reward components."
-        ),
-    )
-    split: str | None = Field(None, description="The benchmark's split; None: its default.")
-    temperature: float = Field(0.0, ge=0, description="0: greedy decoding.")
-    samples_per_question: int = Field(
-        1, ge=1, description="Responses per question; accuracy is their mean (mean@k)."
-    )
-    max_new_tokens: int | None = Field(None, ge=1, description="None: rollout.max_new_tokens.")
-
-    @field_validator("benchmark")
-    @classmethod
-    def _known_benchmark(cls, value: str | None) -> str | None:
-        return None if value is None else get_benchmark(value).name
-
-
-EvalSet = EvalSetConfig  # its former name
-
-
-class EvalConfig(Section):
-    """Periodic evaluation on held-out questions."""
-
-    every: int = Field(0, ge=0, description="Evaluate every N steps (and at the end); 0: never.")
-    at_start: bool = Field(False, description="Also evaluate before the first step.")
-    datasets: dict[str, EvalSetConfig] = Field(
-        default_factory=dict,
-        description="Named evaluation sets; metrics are logged as eval/<name>/<metric>.",
-    )
 
 
 @dataclass

