@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apo.config import TrainConfig, without_training_only
+from apo.config import TrainConfig, portable_config, without_training_only
 from apo.data.word_problems import few_shot_template, make_splits
 from apo.demo.run import noise_band
 from apo.tracking import read_metrics
@@ -166,10 +166,11 @@ def reused_start_evaluation(source: Path, config: TrainConfig) -> dict[str, floa
             run_dir / "data" / f"{name}.jsonl"
         ).read_bytes():
             raise ValueError(f"--start-eval-from {source}: its {name} questions differ")
-    mine = without_training_only(config.model_dump(mode="json"))
-    mine = json.loads(json.dumps(mine).replace(str(run_dir), "<run>"))
-    theirs = without_training_only(yaml.safe_load((source / "config.yaml").read_text()))
-    theirs = json.loads(json.dumps(theirs).replace(str(source), "<run>"))
+    # Both as a run folder's config.yaml holds them: paths inside the run relative to it
+    # (a config.yaml saved before that form had them relative to the current folder).
+    mine = without_training_only(portable_config(config.model_dump(mode="json")))
+    saved = yaml.safe_load((source / "config.yaml").read_text())
+    theirs = without_training_only(portable_config(saved))
     for key in _START_EVAL_INPUTS:
         keep = {"seed"} if key == "training" else None  # max_steps does not matter
         a, b = mine[key], theirs[key]

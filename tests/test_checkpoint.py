@@ -1,6 +1,7 @@
 """Checkpoint files: atomic renames, pruning, and half-written folders never picked."""
 
 import json
+import logging
 
 import pytest
 
@@ -52,3 +53,23 @@ def test_half_written_folders_are_never_picked(tmp_path):
     with pytest.raises(ValueError, match="not a complete apo checkpoint"):
         read_trainer_state(tmp_path / "step-00000003")
     assert latest_checkpoint(tmp_path / "nowhere") is None
+
+
+def test_the_tied_weights_notice_of_accelerate_is_silenced_where_apo_saves(caplog):
+    """accelerate says "Removed shared tensor" on every save of a model with tied
+    embeddings; the model ties them again on load, so apo's checkpoints drop the notice."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils.other import clean_state_dict_for_safetensors
+
+    from apo.checkpoint import tied_weights_notice_silenced
+
+    PartialState()  # accelerate's logger needs it, as in a run
+    weight = torch.zeros(2, 2)
+    with caplog.at_level("WARNING"):
+        with tied_weights_notice_silenced():
+            clean_state_dict_for_safetensors({"embed": weight, "head": weight})
+            logging.getLogger("accelerate.utils.other").warning("another notice")
+        assert [r.getMessage() for r in caplog.records] == ["another notice"]
+        clean_state_dict_for_safetensors({"embed": weight, "head": weight})
+    assert "Removed shared tensor" in caplog.records[-1].getMessage()  # elsewhere: as it was

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import yaml
 
 import apo
 from apo.cli import main
+from apo.tracking import read_metrics
 
 
 def run_apo(*args: str) -> subprocess.CompletedProcess:
@@ -195,3 +197,55 @@ def test_plot_of_one_run_writes_into_it(tmp_path, capsys):
     run = write_metrics(tmp_path / "a")
     assert main(["plot", run]) == 0
     assert f"{run}/plots/reward_accuracy.png" in capsys.readouterr().out.splitlines()
+
+
+def test_a_moved_run_resumes_from_another_folder_with_its_own_config(tmp_path):
+    """Train one step with its data inside the run folder, move the folder, and resume
+    it from another working directory with the moved config.yaml: it continues from its
+    checkpoint in the moved folder."""
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    shutil.copytree(root / "examples" / "data", project / "runs" / "a" / "data")
+    (project / "train.yaml").write_text(
+        "model: {name_or_path: tiny}\n"
+        "data: {path: runs/a/data/plain.jsonl, max_prompt_length: 1024}\n"
+        "rollout: {group_size: 2, max_new_tokens: 8}\n"
+        "rewards: {num_workers: 1}\n"
+        "batch: {prompts_per_step: 2, prompts_per_update: 2, micro_batch_size: 4}\n"
+        "training: {max_steps: 1, seed: 0}\n"
+        "logging: {output_dir: runs/a}\n"
+        "checkpoint: {every: 1, export_final_model: false}\n"
+    )
+
+    def train(*args, cwd):
+        result = subprocess.run(
+            [sys.executable, "-m", "apo", "train", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    train("train.yaml", cwd=project)
+    moved = tmp_path / "archive" / "b"
+    moved.parent.mkdir()
+    (project / "runs" / "a").rename(moved)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = train("../archive/b/config.yaml", "--resume", "training.max_steps=2", cwd=elsewhere)
+    assert "resumed" in result.stderr + result.stdout
+    assert [r["step"] for r in read_metrics(moved)] == [1, 2]
+    assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == [
+        "step-00000001",
+        "step-00000002",
+    ]
+    assert list(elsewhere.iterdir()) == [] and not (project / "runs" / "a").exists()
+
+
+def test_train_overwrite_reaches_the_config(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {name_or_path: tiny}\ndata: {path: d.jsonl}\n")
+    assert main(["train", str(config), "--overwrite", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["logging"]["overwrite"] is True

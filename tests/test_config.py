@@ -196,3 +196,67 @@ def test_eval_sets_use_the_training_prompt_unless_they_give_their_own(tmp_path):
     assert loaded.eval.datasets["own"].data.prompt.system_prompt == "Be brief."
     saved = yaml.safe_load(config_to_yaml(loaded))
     assert saved["eval"]["datasets"]["same"]["data"]["prompt"]["system_prompt"] is None
+
+
+def test_a_run_folders_config_names_its_paths_relative_to_itself(tmp_path, monkeypatch):
+    """Inside the run folder: relative (they move with it); outside: absolute; the run
+    folder itself: '.'; the demo's start model by its name, not its site-packages path."""
+    from apo.config import RUN_CONFIG_MARK, shipped_model_path
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        None,
+        [
+            f"model.name_or_path={shipped_model_path('apo-demo-start')}",
+            "data.path=runs/a/data/train.jsonl",
+            "eval.datasets.held.data.path=[shared/held.jsonl]",
+            "logging.output_dir=runs/a",
+            "logging.overwrite=true",
+        ],
+    )
+    text = config_to_yaml(config)
+    assert text.startswith(RUN_CONFIG_MARK)
+    saved = yaml.safe_load(text)
+    assert saved["model"]["name_or_path"] == "apo-demo-start"
+    assert saved["data"]["path"] == "data/train.jsonl"
+    assert saved["eval"]["datasets"]["held"]["data"]["path"] == [
+        str(tmp_path / "shared" / "held.jsonl")
+    ]
+    assert saved["logging"]["output_dir"] == "."
+    assert saved["logging"]["overwrite"] is False  # an action of that run, not a setting
+    resolved = yaml.safe_load(config_to_yaml(config, run_folder=False))  # --print-config
+    assert resolved["logging"]["output_dir"] == "runs/a"
+
+
+def test_a_moved_run_folders_config_loads_from_any_folder(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "a"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train.jsonl").write_text("")
+    monkeypatch.chdir(tmp_path)
+    overrides = ["model.name_or_path=tiny", "data.path=runs/a/data/train.jsonl"]
+    config = load_config(None, [*overrides, "logging.output_dir=runs/a"])
+    (run / "config.yaml").write_text(config_to_yaml(config))
+    moved = tmp_path / "archive" / "b"
+    moved.parent.mkdir()
+    run.rename(moved)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    loaded = load_config("../archive/b/config.yaml")
+    assert loaded.logging.output_dir == str(moved)
+    assert loaded.data.path == str(moved / "data" / "train.jsonl")
+    # an override typed in the shell stays relative to the shell's folder
+    again = load_config("../archive/b/config.yaml", ["logging.output_dir=runs/c"])
+    assert again.logging.output_dir == "runs/c"
+
+
+def test_the_demo_start_model_saved_in_another_environment_is_this_ones(tmp_path):
+    from apo.config import portable_config, shipped_model_path
+
+    other = "/elsewhere/venv/lib/python3.11/site-packages/apo/demo/start_model"
+    dumped = {"model": {"name_or_path": other}, "logging": {"output_dir": str(tmp_path)}}
+    assert portable_config(dumped)["model"]["name_or_path"] == "apo-demo-start"
+    (tmp_path / "train.jsonl").write_text("")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("model: {name_or_path: apo-demo-start}\ndata: {path: train.jsonl}\n")
+    assert load_config(config_file).model.name_or_path == shipped_model_path("apo-demo-start")
+    assert Path(shipped_model_path("apo-demo-start"), "config.json").is_file()

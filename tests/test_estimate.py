@@ -1,5 +1,11 @@
 """The memory estimate: its arithmetic by hand, its properties, and against real tensors."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -175,3 +181,44 @@ def test_predicted_states_equal_the_tensors_after_a_real_optimizer_step(tiny_lor
     assert estimate.components["AdamW states"] == size(states)
     for p in trainable:
         p.grad = None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[p.name for p in SHIPPED_CONFIGS])
+def test_every_shipped_config_is_estimated_offline_from_the_command_line(path, tmp_path):
+    """docs/MEMORY.md's first command: no network, no model cache (an empty HF_HOME)."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "apo", "estimate-memory", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["peak_gib"] > 0
+    assert "retry" not in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+def test_the_known_3b_shape_is_the_published_one(monkeypatch, tmp_path):
+    """Qwen2.5-VL-3B-Instruct: 3.75 B parameters, 0.67 B in the vision encoder
+    (docs/MEMORY.md's table comes from it)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    shape = model_shape(config(model={"name_or_path": "Qwen/Qwen2.5-VL-3B-Instruct"}))
+    assert round(shape.parameters / 1e9, 2) == 3.75
+    assert round(shape.vision_parameters / 1e9, 2) == 0.67
+    assert (shape.layers, shape.hidden, shape.kv_heads, shape.vocab) == (36, 2048, 2, 151936)
+
+
+def test_an_unknown_hub_id_offline_says_what_to_pass(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ValueError) as error:
+        model_shape(config(model={"name_or_path": "someone/unknown-model"}))
+    message = str(error.value)
+    assert "'someone/unknown-model' is not a local folder" in message
+    assert "pass model.name_or_path=FOLDER, a folder holding the model's config.json" in message

@@ -63,12 +63,12 @@ def test_an_overlay_colours_each_run_and_styles_each_metric(tmp_path):
         for line in figure.axes[0].get_lines()
     }
     assert styles == {
-        "a: reward/total": ("C0", "-"),
-        "a: reward/accuracy_rate": ("C0", "--"),
-        "b: reward/total": ("C1", "-"),
-        "b: reward/accuracy_rate": ("C1", "--"),
+        "a: reward": ("C0", "-"),
+        "a: fraction correct": ("C0", "--"),
+        "b: reward": ("C1", "-"),
+        "b: fraction correct": ("C1", "--"),
     }
-    assert legend_texts(figure) == ["a", "b", "reward/total", "reward/accuracy_rate"]
+    assert legend_texts(figure) == ["a", "b", "reward", "fraction correct"]
 
 
 def test_a_single_run_colours_each_metric(tmp_path):
@@ -77,7 +77,7 @@ def test_a_single_run_colours_each_metric(tmp_path):
     )
     figure = draw_figure("reward_accuracy", load_runs([run]))
     assert [line.get_color() for line in figure.axes[0].get_lines()] == ["C0", "C1"]
-    assert legend_texts(figure) == ["reward/total", "reward/accuracy_rate"]
+    assert legend_texts(figure) == ["reward", "fraction correct"]
 
 
 def test_short_curves_get_markers(tmp_path):
@@ -96,7 +96,7 @@ def test_short_curves_get_markers(tmp_path):
     kl = {
         line.get_label(): line.get_marker() for line in draw_figure("kl", runs).axes[0].get_lines()
     }
-    assert kl == {"a: kl/mean": "None", "b: kl/mean": "o"}  # 30 points, 5 points
+    assert kl == {"a: KL": "None", "b: KL": "o"}  # 30 points, 5 points
 
 
 def test_held_out_curves_say_greedy_or_sampled(tmp_path):
@@ -155,20 +155,20 @@ def test_the_stcr_weight_has_its_own_axis(tmp_path, low, high, scale):
     figure = draw_figure("dads_stcr", load_runs([write_run(tmp_path / "run", records)]), smooth=1)
     left, right = figure.axes
     assert [line.get_label() for line in left.get_lines()] == [
-        "dads/kl_weight_pos_mean",
-        "stcr/penalized_frac",
+        "DADS KL weight, positive advantages",
+        "fraction penalised by STCR",
     ]
-    assert [line.get_label() for line in right.get_lines()] == ["stcr/weight_penalized_mean"]
+    assert [line.get_label() for line in right.get_lines()] == ["STCR weight, penalised responses"]
     assert left.get_yscale() == "linear"
     assert right.get_yscale() == scale
-    assert legend_texts(figure)[-1] == "stcr/weight_penalized_mean (right axis)"
+    assert legend_texts(figure)[-1] == "STCR weight, penalised responses (right axis)"
 
 
 def test_without_stcr_weights_there_is_no_second_axis(tmp_path):
     records = training(5, dads__kl_weight_pos_mean=lambda s: 0.8)
     figure = draw_figure("dads_stcr", load_runs([write_run(tmp_path / "run", records)]))
     assert len(figure.axes) == 1
-    assert legend_texts(figure) == ["dads/kl_weight_pos_mean"]  # no entry for absent metrics
+    assert legend_texts(figure) == ["DADS KL weight, positive advantages"]  # no absent metrics
 
 
 def test_runs_in_same_named_folders_get_distinct_labels(tmp_path):
@@ -178,7 +178,7 @@ def test_runs_in_same_named_folders_get_distinct_labels(tmp_path):
     ]
     assert default_labels(runs) == ["a/seed0", "b/seed0"]
     assert default_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
-    assert legend_texts(draw_figure("kl", load_runs(runs))) == ["a/seed0", "b/seed0", "kl/mean"]
+    assert legend_texts(draw_figure("kl", load_runs(runs))) == ["a/seed0", "b/seed0", "KL"]
 
 
 def test_plot_runs_writes_every_figure_even_without_data(tmp_path):
@@ -212,3 +212,11 @@ def test_every_figure_labels_its_y_axis_and_ticks_whole_steps(tmp_path):
         assert axis.get_ylabel(), name
         ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+
+
+def test_every_legend_names_its_metrics_in_words():
+    from apo.plots import FIGURES, METRIC_LABELS
+
+    for spec in FIGURES.values():
+        for key in (*(spec.keys or ()), *spec.right_keys):
+            assert key in METRIC_LABELS and "/" not in METRIC_LABELS[key], key

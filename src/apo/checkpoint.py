@@ -11,12 +11,14 @@ With LoRA, only the adapter is saved (``adapter/``, peft's safetensors format).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +273,25 @@ def describe_write_error(error: BaseException, directory: str | Path) -> str:
     return text
 
 
+class _SharedTensorNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def tied_weights_notice_silenced() -> Iterator[None]:
+    """Without accelerate's "Removed shared tensor ... while saving" on every checkpoint:
+    safetensors stores tied weights (the embedding and the output head) once, and the
+    model ties them again when it loads (resumed runs are bit-identical, tested)."""
+    target = logging.getLogger("accelerate.utils.other")
+    notice = _SharedTensorNotice()
+    target.addFilter(notice)
+    try:
+        yield
+    finally:
+        target.removeFilter(notice)
+
+
 def save_checkpoint(
     accelerator, directory: str | Path, step: int, state: dict[str, Any], keep_last: int
 ) -> Path:
@@ -294,7 +315,8 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
     if not any_process_failed(accelerator, error):
         try:
-            accelerator.save_state(str(staging), safe_serialization=True)
+            with tied_weights_notice_silenced():
+                accelerator.save_state(str(staging), safe_serialization=True)
         except Exception as caught:  # torch/safetensors raise their own types on a full disk
             error = caught
         accelerator.wait_for_everyone()

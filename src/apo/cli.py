@@ -161,8 +161,7 @@ def _run_advantages(args: argparse.Namespace) -> None:
             f"{apo.advantages[i]:+.4f}",
             f"{apo.kl_weights[i]:.4f}",
         )
-    console = Console()
-    console.print(table)
+    console = print_table(table)
     console.print(
         "STCR: wrong answers longer than the group's correct ones get A * (1 + w).  "
         "DADS: positive samples of harder prompts get a smaller KL weight."
@@ -197,6 +196,15 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", help="run folder (overrides logging.output_dir)")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "start afresh in a run folder that holds an earlier run (its config.yaml, "
+            "metrics.jsonl, samples.jsonl, checkpoints/, final_model/ are deleted; other files "
+            "are kept); without it such a folder is refused (logging.overwrite)"
+        ),
+    )
+    parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
     parser.add_argument(
@@ -228,9 +236,11 @@ def _run_train(args: argparse.Namespace) -> int:
         args.resume = True
     if args.output:
         overrides.append(f"logging.output_dir={args.output}")
+    if args.overwrite:
+        overrides.append("logging.overwrite=true")
     config = load_config(args.config, overrides)
     if args.print_config:
-        print(config_to_yaml(config), end="")
+        print(config_to_yaml(config, run_folder=False), end="")
         return 0
     logging.getLogger("apo").setLevel(logging.INFO)  # "resumed from ...", removed leftovers
     _quiet_model_loading()
@@ -339,8 +349,7 @@ def _run_estimate_memory(args: argparse.Namespace) -> int:
             if any(cells):
                 table.add_row(name, *cells)
         table.add_row("total", *(f"{estimate.phase_bytes(p) / GIB:.2f}" for p in estimate.phases))
-        console = Console()
-        console.print(table)
+        console = print_table(table)
         for name, value in estimate.alternatives.items():
             console.print(f"({name}: {value / GIB:.2f} GiB)")
         console.print(f"peak: {peak:.2f} GiB in {estimate.peak_phase}")
@@ -416,7 +425,7 @@ def _flag(value: str | None) -> bool | None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from apo.demo.run import DemoSettings, run_demo, table_rows
+    from apo.demo.run import DemoSettings, run_demo
 
     _quiet_model_loading()
     settings = DemoSettings(
@@ -436,16 +445,34 @@ def _run_demo(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
     result = run_demo(settings, overwrite=args.overwrite)
-    table = Table(title=f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
+    print_demo_result(result, f"{args.algorithm.upper()} on the synthetic task (seed {args.seed})")
+    return 0
+
+
+def print_demo_result(result: dict, title: str) -> None:
+    """The before/after table, the changes beyond their noise band and where the report is."""
+    from apo.demo.run import changes_summary, table_rows
+
+    table = Table(title=title)
     table.add_column("", no_wrap=True)
     for column in ("before", "after", "change", "noise (2 SE)"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for cells in table_rows(result):
         table.add_row(*cells)
-    console = Console()
-    console.print(table)
+    console = print_table(table)
+    console.print(changes_summary(result))
     console.print(f"report: {result['report']}  ({result['seconds'] / 60:.1f} min)")
-    return 0
+
+
+def print_table(table: Table) -> Console:
+    """Print ``table`` whole and return the console: in a pipe or a log file, rich would
+    cut its cells to fit 80 columns (``befo...``), so it gets the width it needs there."""
+    console = Console()
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(1000)).maximum
+        console = Console(width=max(console.width, needed))
+    console.print(table)
+    return console
 
 
 def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -579,8 +606,9 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--system-prompt",
         metavar="TEXT",
-        help="the system turn; none: no system turn (default: the R1-style prompt asking for "
-        "<think> and <answer>)",
+        help="the system turn; none: no system turn of ours (a chat template may add its own "
+        "default one, as Qwen's does) (default: the R1-style prompt asking for <think> and "
+        "<answer>)",
     )
     parser.add_argument(
         "--question-template",

@@ -144,7 +144,17 @@ class LoggingConfig(Section):
         "runs/apo",
         description=(
             "Run folder: metrics, samples, checkpoints; relative to the current folder, not to "
-            "the config file."
+            "the config file (except in a run folder's own config.yaml, where '.' is that "
+            "folder)."
+        ),
+    )
+    overwrite: bool = Field(
+        False,
+        description=(
+            "A fresh run (not --resume) in a folder holding an earlier run's files "
+            "(config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, final_model/): true "
+            "deletes them (other files stay), false refuses. Set by apo train --overwrite; "
+            "saved as false in the run's config.yaml."
         ),
     )
     log_every: int = Field(1, ge=1, description="Console summary every N steps.")
@@ -335,45 +345,55 @@ def _config_relative(
     return None
 
 
-def resolve_input_paths(raw: dict[str, Any], folder: Path) -> None:
-    """Make the input paths of a config file's mapping relative to its ``folder``, in place.
-
-    data.path, every eval set's data.path, reward components ``file.py:function``, and
-    model.name_or_path when it names a folder there (else it is a hub id). Output
-    folders (logging.output_dir) stay relative to the current folder. Values of the
-    wrong type are left for validation to report.
-    """
+def _input_paths(raw: dict[str, Any], convert: Callable[[str, str, str], str]) -> None:
+    """Replace each input path of a config mapping by ``convert(value, kind, key)``, in
+    place: data.path and every eval set's data.path (kind "data"), the file of reward
+    components ``file.py:function`` ("reward") and model.name_or_path ("model"; also a
+    hub id or a built-in name, which ``convert`` tells apart). Values of the wrong type
+    are left for validation to report."""
 
     def mapping(value: Any) -> dict[str, Any]:
         return value if isinstance(value, dict) else {}
-
-    def input_file(value: Any, key: str) -> Any:
-        if not isinstance(value, str):
-            return value
-        # Missing everywhere: the error will name the config-relative path.
-        return _config_relative(value, folder, key) or os.path.abspath(folder / value)
 
     data_sections = {"data.path": mapping(raw.get("data"))}
     for name, entry in mapping(mapping(raw.get("eval")).get("datasets")).items():
         data_sections[f"eval.datasets.{name}.data.path"] = mapping(mapping(entry).get("data"))
     for key, data in data_sections.items():
         if isinstance(data.get("path"), list):
-            data["path"] = [input_file(path, key) for path in data["path"]]
-        elif "path" in data:
-            data["path"] = input_file(data["path"], key)
+            data["path"] = [
+                convert(p, "data", key) if isinstance(p, str) else p for p in data["path"]
+            ]
+        elif isinstance(data.get("path"), str):
+            data["path"] = convert(data["path"], "data", key)
 
     components = mapping(raw.get("rewards")).get("components")
     for index, component in enumerate(components if isinstance(components, list) else []):
         file, _, function = str(mapping(component).get("name", "")).rpartition(":")
         if file.endswith(".py"):  # not a built-in name or a module:function
-            file = input_file(file, f"rewards.components[{index}].name")
+            file = convert(file, "reward", f"rewards.components[{index}].name")
             component["name"] = f"{file}:{function}"
 
     model = mapping(raw.get("model"))
-    name = model.get("name_or_path")
-    if isinstance(name, str) and name != TINY_MODEL_NAME and name not in PACKAGED_MODELS:
-        found = _config_relative(name, folder, "model.name_or_path", _model_source)
-        model["name_or_path"] = found or name  # not a folder: a hub id
+    if isinstance(model.get("name_or_path"), str):
+        model["name_or_path"] = convert(model["name_or_path"], "model", "model.name_or_path")
+
+
+def resolve_input_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make the input paths of a config file's mapping relative to its ``folder``, in place.
+
+    data.path, every eval set's data.path, reward components ``file.py:function``, and
+    model.name_or_path when it names a folder there (else it is a hub id or a built-in
+    name). Output folders (logging.output_dir) stay relative to the current folder.
+    """
+
+    def convert(value: str, kind: str, key: str) -> str:
+        if kind != "model":  # missing everywhere: the error will name the config-relative path
+            return _config_relative(value, folder, key) or os.path.abspath(folder / value)
+        if value == TINY_MODEL_NAME or value in PACKAGED_MODELS or value in SHIPPED_MODELS:
+            return value
+        return _config_relative(value, folder, key, _model_source) or value  # else a hub id
+
+    _input_paths(raw, convert)
 
 
 def _model_source(path: Path) -> bool:
@@ -381,11 +401,45 @@ def _model_source(path: Path) -> bool:
     return path.is_dir() or (path.suffix == ".gguf" and path.is_file())
 
 
+# Models shipped inside the apo package, by the name a config gives them: a run's
+# config.yaml names them so, and so resumes in any environment where apo is installed.
+SHIPPED_MODELS = {"apo-demo-start": Path("demo", "start_model")}
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def shipped_model_path(name: str) -> str:
+    """The folder of a model shipped with apo (:data:`SHIPPED_MODELS`)."""
+    return str(_PACKAGE / SHIPPED_MODELS[name])
+
+
+def _shipped_model_name(path: str) -> str | None:
+    """The name of the shipped model ``path`` is, in this installation of apo or in
+    another (a config saved in another virtual environment)."""
+    parts = Path(path).parts
+    for name, inside in SHIPPED_MODELS.items():
+        if parts[-len(inside.parts) - 1 :] == (_PACKAGE.name, *inside.parts):
+            return name
+    return None
+
+
+# The first line of a run folder's config.yaml: it marks a file whose paths, output_dir
+# included, are relative to itself.
+RUN_CONFIG_MARK = "# The config of the apo train run in this folder."
+RUN_CONFIG_HEADER = (
+    f"{RUN_CONFIG_MARK} Every path is relative to this file\n"
+    "# (logging.output_dir '.' is this folder) or absolute: `apo train THIS_FILE --resume`\n"
+    "# continues the run from any folder, also after the run folder has moved. To start\n"
+    "# another run from a copy of it, set logging.output_dir.\n"
+)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config, apply dotted overrides, validate. ConfigError says what is wrong.
 
     Input paths in the file are relative to the file (:func:`resolve_input_paths`); in
-    overrides, to the current folder, as anything typed on a command line.
+    overrides, to the current folder, as anything typed on a command line. In a run
+    folder's own config.yaml (:data:`RUN_CONFIG_HEADER`), logging.output_dir is
+    relative to the file too: '.' is the run folder, wherever it is now.
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -393,13 +447,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
+            text = path.read_text()
+            raw = yaml.safe_load(text) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         resolve_input_paths(raw, path.parent)
+        logging_section = raw.get("logging")
+        if text.startswith(RUN_CONFIG_MARK) and isinstance(logging_section, dict):
+            output_dir = logging_section.get("output_dir")
+            if isinstance(output_dir, str) and not Path(output_dir).expanduser().is_absolute():
+                logging_section["output_dir"] = os.path.abspath(path.parent / output_dir)
     raw = merge(raw, parse_overrides(overrides or []))
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("name_or_path") in SHIPPED_MODELS:
+        model["name_or_path"] = shipped_model_path(model["name_or_path"])
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as error:
@@ -409,8 +472,54 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ) from None
 
 
-def config_to_yaml(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config (``model_dump(mode="json")``) as its run folder's config.yaml holds
+    it: usable from any folder and after the run folder has moved.
+
+    The run folder is logging.output_dir (relative to the current folder, as when
+    training). An input path inside it becomes relative to it (it moves with the
+    folder), any other absolute; a model shipped with apo is named
+    (:data:`SHIPPED_MODELS`), so another environment finds its own copy; a hub id or a
+    built-in name stays; output_dir is '.', the folder itself; logging.overwrite is
+    false (an action of the run that wrote it, not a setting to repeat).
+    """
+    config = copy.deepcopy(config)
+    logging_section = config.setdefault("logging", {})
+    run = Path(os.path.abspath(Path(str(logging_section.get("output_dir", "."))).expanduser()))
+
+    def place(value: str) -> str:
+        absolute = Path(os.path.abspath(Path(value).expanduser()))
+        if absolute == run or run in absolute.parents:
+            return os.path.relpath(absolute, run)
+        return str(absolute)
+
+    def convert(value: str, kind: str, key: str) -> str:
+        if kind != "model":
+            return place(value)
+        shipped = _shipped_model_name(value) if value not in SHIPPED_MODELS else value
+        if shipped is not None:
+            return shipped
+        if value == TINY_MODEL_NAME or value in PACKAGED_MODELS:
+            return value
+        if Path(value).expanduser().is_absolute() or _model_source(Path(value)):
+            return place(value)
+        return value  # a hub id
+
+    _input_paths(config, convert)
+    logging_section["output_dir"] = "."
+    if "overwrite" in logging_section:
+        logging_section["overwrite"] = False
+    return config
+
+
+def config_to_yaml(config: TrainConfig, run_folder: bool = True) -> str:
+    """The config as YAML. ``run_folder``: the run folder's config.yaml
+    (:func:`portable_config`, under :data:`RUN_CONFIG_HEADER`), written into
+    logging.output_dir; else the config as resolved (``apo train --print-config``)."""
+    dumped = config.model_dump(mode="json")
+    if not run_folder:
+        return yaml.safe_dump(dumped, sort_keys=False)
+    return RUN_CONFIG_HEADER + yaml.safe_dump(portable_config(dumped), sort_keys=False)
 
 
 def reference_yaml() -> str:

@@ -122,10 +122,9 @@ def model_shape(config: TrainConfig) -> ModelShape:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    from apo.models.loading import _load_config, is_multimodal_config, resolve_model_path
+    from apo.models.loading import is_multimodal_config
 
-    path = resolve_model_path(config.model.name_or_path)
-    hf_config = _load_config(path, config.model.trust_remote_code)
+    hf_config = _model_config(config)
     multimodal = is_multimodal_config(hf_config)
     model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
     with torch.device("meta"):
@@ -164,6 +163,89 @@ def model_shape(config: TrainConfig) -> ModelShape:
         vision_intermediate=_first(vision, "intermediate_size"),
         vision_heads=_first(vision, "num_heads", "num_attention_heads"),
         patches_per_token=_first(vision, "spatial_merge_size") ** 2 if vision else 1,
+    )
+
+
+# The configs of the models the shipped configs name, as their config.json on the hub
+# has them (model_type and the fields that set a shape), so that their estimate needs
+# neither the network nor a download: apo estimate-memory configs/view-r1-3b.yaml works
+# offline. transformers' defaults fill the rest; tests/test_estimate.py checks the
+# parameter counts against the published ones.
+_QWEN25_VL_VISION = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "tokens_per_second": 2,
+}
+KNOWN_MODEL_CONFIGS: dict[str, dict] = {
+    "Qwen/Qwen2.5-VL-3B-Instruct": {
+        "model_type": "qwen2_5_vl",
+        "text_config": {
+            "vocab_size": 151936,
+            "hidden_size": 2048,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 128000,
+            "tie_word_embeddings": True,
+        },
+        "vision_config": _QWEN25_VL_VISION | {"out_hidden_size": 2048},
+        "tie_word_embeddings": True,
+    },
+    "Qwen/Qwen2.5-VL-7B-Instruct": {
+        "model_type": "qwen2_5_vl",
+        "text_config": {
+            "vocab_size": 152064,
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 128000,
+            "tie_word_embeddings": False,
+        },
+        "vision_config": _QWEN25_VL_VISION | {"out_hidden_size": 3584},
+        "tie_word_embeddings": False,
+    },
+}
+
+
+def _model_config(config: TrainConfig):
+    """The transformers config of ``config.model``, never downloaded: a local folder's
+    or GGUF file's, a hub id's from the local Hugging Face cache, else a model of
+    :data:`KNOWN_MODEL_CONFIGS`. ValueError says what to pass otherwise."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from apo.models.loading import _load_config, resolve_model_path
+
+    name = config.model.name_or_path
+    path = resolve_model_path(name)
+    if Path(path).expanduser().exists() or Path(path).expanduser().is_absolute():
+        return _load_config(path, config.model.trust_remote_code)
+    try:  # a hub id fetched before: its config.json in the Hugging Face cache
+        return AutoConfig.from_pretrained(
+            name, local_files_only=True, trust_remote_code=config.model.trust_remote_code
+        )
+    except (OSError, ValueError):
+        pass
+    known = KNOWN_MODEL_CONFIGS.get(name)
+    if known is not None:
+        fields = dict(known)
+        return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    raise ValueError(
+        f"model.name_or_path={name!r} is not a local folder, not in the Hugging Face cache, "
+        f"and not a model whose shape apo knows offline ({', '.join(KNOWN_MODEL_CONFIGS)}); "
+        "apo estimate-memory downloads nothing: pass model.name_or_path=FOLDER, a folder "
+        "holding the model's config.json (no weights needed)"
     )
 
 

@@ -58,6 +58,18 @@ FIGURES = {
         right_label="STCR weight (penalised responses)",
     ),
 }
+# Legend names of the metrics (their keys in metrics.jsonl are in docs/ALGORITHM.md).
+METRIC_LABELS = {
+    "reward/total": "reward",
+    "reward/accuracy_rate": "fraction correct",
+    "length/correct_mean": "correct responses",
+    "length/incorrect_mean": "incorrect responses",
+    "kl/mean": "KL",
+    "entropy/mean": "entropy",
+    "dads/kl_weight_pos_mean": "DADS KL weight, positive advantages",
+    "stcr/penalized_frac": "fraction penalised by STCR",
+    "stcr/weight_penalized_mean": "STCR weight, penalised responses",
+}
 LINE_STYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]  # one per metric
 MARKERS_UP_TO = 20  # points; a longer curve is readable without markers
 LOG_SPAN = 100.0  # max / min of the positive values above which an axis is logarithmic
@@ -130,7 +142,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 def _metric_labels(spec: FigureSpec, runs: list[Run]) -> dict[str, str]:
     """The figure's metrics in drawing order, each with its legend label."""
     if spec.keys is not None:
-        return {key: key for key in (*spec.keys, *spec.right_keys)}
+        return {key: METRIC_LABELS.get(key, key) for key in (*spec.keys, *spec.right_keys)}
     found = {  # eval/<set>/accuracy, not eval/<set>/reward/accuracy
         k for run in runs for r in run.records for k in r
         if k.startswith("eval/") and k.endswith("/accuracy") and k.count("/") == 2

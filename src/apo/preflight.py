@@ -7,11 +7,12 @@ import contextlib
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from apo.checkpoint import DamagedCheckpoint, clean_staging, list_checkpoints, verify_checkpoint
-from apo.config import TrainConfig
+from apo.config import TrainConfig, portable_config
 from apo.data import DataError
 from apo.nested import config_changes
 from apo.rewards import RewardRunner
@@ -25,8 +26,8 @@ EXPECTED = ("logging.", "checkpoint.", "training.max_steps", "training.episodes"
 
 
 def check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
-    """Data files, reward references and a writable run folder that holds no other
-    run's checkpoints, before anything loads."""
+    """Data files, reward references and a writable run folder that holds no earlier
+    run (unless resumed, or logging.overwrite), before anything loads."""
     data_configs = [config.data, *(s.data for s in config.eval.datasets.values())]
     for data in data_configs:
         for path in [data.path] if isinstance(data.path, str) else (data.path or []):
@@ -36,20 +37,68 @@ def check_inputs_exist(config: TrainConfig, resume: str | bool | None) -> None:
     run_dir = Path(config.logging.output_dir)
     check_writable(run_dir, "logging.output_dir")
     check_trackers(config)
-    if not resume and list_checkpoints(run_dir / "checkpoints"):
-        # A fresh run would mix its checkpoints with these, and --resume could pick theirs.
+    earlier = earlier_run_files(run_dir)
+    if not resume and earlier and not config.logging.overwrite:
+        # A fresh run would replace them (and mix its checkpoints with theirs, so that
+        # --resume could pick one of theirs).
         raise ValueError(
-            f"{run_dir} (logging.output_dir) already holds checkpoints: continue that run "
-            "with --resume, or choose another folder"
+            f"{run_dir} (logging.output_dir) holds an earlier run ({', '.join(earlier)}), "
+            "which a fresh run would replace: continue that run with --resume, choose "
+            "another folder (--output DIR), or pass --overwrite (logging.overwrite=true) to "
+            "delete those files and start afresh"
         )
 
 
-def claim_run_folder(run_dir: Path) -> contextlib.ExitStack:
+# What apo train writes into its run folder: an earlier run's, if a fresh run finds them.
+RUN_FILES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "samples.jsonl",
+    "checkpoints",
+    "final_model",
+    "tensorboard",
+)
+
+
+def earlier_run_files(run_dir: Path) -> list[str]:
+    """What an earlier ``apo train`` run wrote into ``run_dir`` (:data:`RUN_FILES`,
+    folders with a slash). An empty folder does not count, nor checkpoints/ holding only
+    unfinished writes (``.tmp-step-N``, which the next start removes)."""
+    found = []
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            if any(not entry.name.startswith(".tmp-step-") for entry in path.iterdir()):
+                found.append(f"{name}/")
+        elif path.exists():
+            found.append(name)
+    return found
+
+
+def claim_run_folder(run_dir: Path, overwrite: bool = False) -> contextlib.ExitStack:
     """Take the run folder's lock (held until the returned stack is closed) and remove
-    what an interrupted checkpoint write left in it."""
+    what an interrupted checkpoint write left in it; ``overwrite`` (a fresh run with
+    logging.overwrite): also what an earlier run wrote there (:func:`earlier_run_files`;
+    other files stay), now that no other run can be using it."""
     stack = contextlib.ExitStack()
     stack.enter_context(run_lock(run_dir, "apo train"))
-    removed = clean_staging(run_dir / "checkpoints")
+    try:
+        if overwrite:
+            earlier = earlier_run_files(run_dir)
+            for name in earlier:
+                path = run_dir / name.rstrip("/")
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            if earlier:
+                logger.warning(
+                    "--overwrite: deleted the earlier run's %s in %s", ", ".join(earlier), run_dir
+                )
+        removed = clean_staging(run_dir / "checkpoints")
+    except BaseException:
+        stack.close()
+        raise
     if removed:
         logger.warning("removed unfinished checkpoint folders: %s", ", ".join(removed))
     return stack
@@ -117,10 +166,15 @@ def check_trackers(config: TrainConfig) -> None:
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn: bool) -> None:
     """Refuse a checkpoint of another model or adapter; name every other setting
     that changed since it was saved (changing some, like the learning rate, is fine)."""
+    # Each side as its run folder's config.yaml holds it: a file inside the run folder
+    # by its place there (the folder may have moved), the shipped model by its name (the
+    # checkpoint may come from another environment).
     changes = [
         (key, old, new)
-        for key, old, new in config_changes(saved, config.model_dump(mode="json"))
-        if not _same_file(old, new)
+        for key, old, new in config_changes(
+            portable_config(saved), portable_config(config.model_dump(mode="json"))
+        )
+        if not (_same_file(old, new) or _moved_with_the_run(old, new))
     ]
     described = {key: f"{key}: {old!r} -> {new!r}" for key, old, new in changes}
     fatal = [text for key, text in described.items() if key.startswith(INCOMPATIBLE)]
@@ -129,6 +183,16 @@ def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig, warn
     changed = [text for key, text in described.items() if not key.startswith(EXPECTED)]
     if changed and warn:
         logger.warning("resuming %s with changed settings: %s", path, "; ".join(changed))
+
+
+def _moved_with_the_run(old: Any, new: Any) -> bool:
+    """A file of the run folder, saved by its absolute place before the folder moved
+    (its path then was relative to another working folder): gone from there, and at
+    the same place in the run folder now."""
+    if not (isinstance(old, str) and isinstance(new, str)) or Path(new).is_absolute():
+        return False
+    inside = Path(new).parts
+    return not os.path.exists(old) and Path(old).parts[-len(inside) :] == inside
 
 
 def _same_file(old: Any, new: Any) -> bool:

@@ -73,3 +73,69 @@ def test_the_command_offers_every_variant():
     compare = parser._subparsers._group_actions[0].choices["compare"]
     [variants] = [a for a in compare._actions if a.dest == "variants"]
     assert list(variants.choices) == list(VARIANTS)
+
+
+RESULT = {
+    "samples": 4,
+    "before_after": {
+        "reasoning accuracy, greedy": (0.40, 0.80),
+        "general accuracy, greedy": (0.95, 0.93),
+        "enumeration exact (greedy)": (0.90, 0.70),
+        "answer agrees with own enumeration (greedy)": (0.35, 0.36),
+        "length, incorrect (sampled)": (34.6, 26.1),
+    },
+    "noise": {
+        "reasoning accuracy, greedy": 0.09,
+        "general accuracy, greedy": 0.07,
+        "enumeration exact (greedy)": 0.08,
+        "answer agrees with own enumeration (greedy)": 0.095,
+    },
+    "report": "runs/demo/report.md",
+    "seconds": 150.0,
+}
+
+
+def test_the_report_names_every_change_beyond_its_noise_good_or_bad():
+    from apo.demo.run import changes_summary
+
+    summary = changes_summary(RESULT)
+    assert "better: reasoning accuracy, greedy +40.0 points (± 9.0)" in summary
+    assert "worse: enumeration exact (greedy) -20.0 points (± 8.0)" in summary
+    assert "general accuracy" not in summary  # within its band
+    quiet = RESULT | {"noise": {name: 0.5 for name in RESULT["noise"]}}
+    assert changes_summary(quiet) == "No change is beyond its noise band."
+
+
+def test_the_demo_report_holds_the_summary(tmp_path):
+    from apo.demo.run import DemoSettings, changes_summary, write_report
+
+    text = write_report(tmp_path, DemoSettings(), RESULT, []).read_text()
+    assert changes_summary(RESULT) in text
+
+
+def test_the_console_table_is_whole_in_a_pipe():
+    """Piped to a file, rich would cut cells to 80 columns ("befo...")."""
+    import subprocess
+    import sys
+
+    code = (
+        "from apo.cli import print_demo_result; import json, sys; "
+        "print_demo_result(json.loads(sys.argv[1]), 'APO on the synthetic task (seed 0)')"
+    )
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(RESULT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "…" not in out and "..." not in out
+    cells = ("before", "after", "change", "noise (2 SE)", "answer agrees with own enumeration")
+    for cell in cells:
+        assert cell in out
+    assert "± 8.0 (beyond)" in out and "-20.0 points" in out
+    assert "worse: enumeration exact (greedy) -20.0 points" in " ".join(out.split())

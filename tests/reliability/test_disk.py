@@ -73,7 +73,7 @@ def test_a_failed_rename_over_the_same_step_restores_it(tmp_path, monkeypatch):
 def test_a_fresh_run_refuses_a_folder_with_checkpoints(make_config):
     config = make_config(training={"max_steps": 1, "seed": 0})
     Trainer(config).train()
-    with pytest.raises(ValueError, match="already holds checkpoints: continue that run with"):
+    with pytest.raises(ValueError, match=r"holds an earlier run \(config.yaml, .*checkpoints/"):
         Trainer(config)
 
 

@@ -78,7 +78,7 @@ def test_the_saved_config_holds_the_reference_and_loads_again():
     )
     saved = yaml.safe_load(config_to_yaml(config))
     assert saved["rewards"]["components"][1]["name"] == f"{__name__}:shortness"
-    assert TrainConfig.model_validate(saved) == config
+    assert TrainConfig.model_validate(saved).rewards == config.rewards
 
 
 def test_a_correctness_function_must_be_a_component():

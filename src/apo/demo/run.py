@@ -24,7 +24,12 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from apo.config import TrainConfig, format_validation_error, without_training_only
+from apo.config import (
+    TrainConfig,
+    format_validation_error,
+    portable_config,
+    without_training_only,
+)
 from apo.data.synthetic import make_split, write_split
 from apo.demo.warmup import prompt_of, reasoning_checks
 from apo.models import ModelConfig, load_model
@@ -275,6 +280,29 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return cells
 
 
+def changes_beyond_noise(result: dict[str, Any]) -> dict[str, list[str]]:
+    """The rows whose change is larger than its noise band, as "name: +x points (± b)",
+    under "better" or "worse" (every row with a band is a rate where higher is better:
+    an accuracy, or a check of the reasoning)."""
+    changes: dict[str, list[str]] = {"better": [], "worse": []}
+    for name, (before, after) in result["before_after"].items():
+        band = result["noise"].get(name)
+        if band is None or before is None or after is None or abs(after - before) <= band:
+            continue
+        text = f"{name} {100 * (after - before):+.1f} points (± {100 * band:.1f})"
+        changes["better" if after > before else "worse"].append(text)
+    return changes
+
+
+def changes_summary(result: dict[str, Any]) -> str:
+    """One sentence naming every change beyond its noise band, good or bad."""
+    changes = changes_beyond_noise(result)
+    if not changes["better"] and not changes["worse"]:
+        return "No change is beyond its noise band."
+    parts = [f"{kind}: {'; '.join(rows)}" for kind, rows in changes.items() if rows]
+    return "Beyond the noise band, " + "; ".join(parts) + "."
+
+
 def table_markdown(result: dict[str, Any]) -> str:
     lines = [
         "| | before | after | change | noise (2 SE) |",
@@ -309,6 +337,8 @@ def write_report(
         "",
         "Noise: two standard errors of the change, from the number of questions (a "
         "conservative band); *beyond* marks a change larger than it.",
+        "",
+        changes_summary(result),
         "",
     ]
     for figure in figures:
@@ -381,7 +411,9 @@ def run_demo(
 _START_EVAL_INPUTS = ("model", "rollout", "rewards", "eval", "data.prompt")
 
 
-def _start_eval_inputs(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def _start_eval_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the start evaluation, of a config as its run folder's
+    config.yaml holds it (the task files relative to the run folder)."""
     config = without_training_only(config)
     values = {}
     for dotted in (*_START_EVAL_INPUTS, "training.seed"):
@@ -389,8 +421,7 @@ def _start_eval_inputs(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         for key in dotted.split("."):
             value = value[key]
         values[dotted] = value
-    text = json.dumps(values, sort_keys=True).replace(str(run_dir.resolve()), "<run>")
-    return json.loads(text.replace(str(run_dir), "<run>"))
+    return values
 
 
 def reused_start_evaluation(
@@ -415,8 +446,8 @@ def reused_start_evaluation(
         ours, theirs = run_dir / "data" / f"{name}.jsonl", source / "data" / f"{name}.jsonl"
         if not theirs.is_file() or theirs.read_bytes() != ours.read_bytes():
             raise fail(f"its {name} questions differ from this run's")
-    mine = _start_eval_inputs(config.model_dump(mode="json"), run_dir)
-    theirs = _start_eval_inputs(yaml.safe_load((source / "config.yaml").read_text()), source)
+    mine = _start_eval_inputs(portable_config(config.model_dump(mode="json")))
+    theirs = _start_eval_inputs(yaml.safe_load((source / "config.yaml").read_text()))
     differ = [key for key in mine if mine[key] != theirs.get(key)]
     if differ:
         raise fail(f"its settings differ from this run's in {', '.join(differ)}")
