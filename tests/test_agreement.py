@@ -10,7 +10,7 @@ from apo.agreement import (
     report_of,
     run_agreed,
 )
-from apo.memory import OutOfMemory, is_out_of_memory, retry_halving
+from apo.out_of_memory import OutOfMemory, is_out_of_memory, retry_halving
 
 
 def test_reports_keep_out_of_memory_apart_from_other_errors():

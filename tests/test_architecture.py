@@ -8,7 +8,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "apo"
 
-FOUNDATIONS = {"registry", "section", "nested", "memory", "run_folder", "lazy"}
+FOUNDATIONS = {"registry", "section", "nested", "out_of_memory", "run_folder", "lazy"}
 LAYERS = {  # layer: the layers it may import (besides itself and the foundations)
     "algorithms": set(),
     "data": set(),
@@ -31,6 +31,7 @@ TRAINING = {
     "checkpoint",
     "preflight",
     "export",
+    "training",
     "trainer",
 }
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import torch
 
-from apo.memory import OutOfMemory, is_out_of_memory
+from apo.out_of_memory import OutOfMemory, is_out_of_memory
 
 T = TypeVar("T")
 
@@ -46,8 +46,8 @@ def raise_agreed(reports: list[Report]) -> None:
     """Raise the first failure among all processes' ``reports`` (nothing if none).
 
     Out of memory with retries left: ``torch.OutOfMemoryError``, so that
-    :func:`apo.memory.retry_halving` retries on every process; out of memory with
-    none left: :class:`~apo.memory.OutOfMemory`; anything else:
+    :func:`apo.out_of_memory.retry_halving` retries on every process; out of memory with
+    none left: :class:`~apo.out_of_memory.OutOfMemory`; anything else:
     :class:`AgreedFailure`.
     """
     failed = [(rank, report) for rank, report in enumerate(reports) if report is not None]

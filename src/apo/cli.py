@@ -246,7 +246,7 @@ def _run_train(args: argparse.Namespace) -> int:
     _quiet_model_loading()
     from apo.agreement import AgreedFailure
     from apo.checkpoint import CheckpointError, latest_checkpoint
-    from apo.memory import OutOfMemory
+    from apo.out_of_memory import OutOfMemory
     from apo.trainer import StopTraining, Trainer, TrainingFailure
 
     trainer = Trainer(config, resume=args.resume)

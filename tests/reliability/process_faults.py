@@ -57,12 +57,12 @@ if __name__ == "__main__":
     from apo.trainer import Trainer
 
     fault = os.environ["APO_PROCESS_FAULT"]
-    build = Trainer._build
+    setup = Trainer.setup
 
-    def build_with_fault(self, config, checkpoint):
-        build(self, config, checkpoint)
+    def setup_with_fault(self, config, checkpoint):
+        setup(self, config, checkpoint)
         if self.accelerator.process_index == 1:
             _install(self, fault)
 
-    Trainer._build = build_with_fault
+    Trainer.setup = setup_with_fault
     sys.exit(main(sys.argv[1:]))

@@ -46,7 +46,7 @@ def assert_stopped_together(result, tmp_path, message: str, origin: str | None =
     assert message in errors[0], errors[0]
     assert origin is None or origin in errors[0]
     # torchrun reports the failed processes with its own traceback; none from apo
-    assert "apo/trainer.py" not in result.stderr, result.stderr[-3000:]
+    assert "apo/train" not in result.stderr, result.stderr[-3000:]  # trainer.py, training/
     assert "ChildFailedError" in result.stderr  # every process exited with code 3
     # the weights of the last good step, saved by every process together
     assert list_checkpoints(tmp_path / "run" / "checkpoints")

@@ -177,7 +177,7 @@ def test_resume_continues_identically(make_config, monkeypatch, sections):
 
     def step_then_signal(self):
         metrics = original_step(self)
-        self._on_signal(signal.SIGTERM, None)  # as if SIGTERM arrived during step 1
+        self.stopping.on_signal(signal.SIGTERM, None)  # as if SIGTERM arrived in step 1
         return metrics
 
     monkeypatch.setattr(Trainer, "step", step_then_signal)
@@ -316,8 +316,10 @@ def _runs_with_batches(make_config, batches: dict[str, dict]) -> dict[str, tuple
 def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypatch):
     """Rows sorted by length and cut by a token budget: other micro-batches, the same
     gradient (the loss denominators count the whole update either way)."""
+    from apo.training.update import PolicyUpdate
+
     shapes = {}
-    accumulate = Trainer._accumulate_gradients
+    accumulate = PolicyUpdate.accumulate_gradients
 
     def record(self, micro_batches, denominator):
         shapes.setdefault(Path(self.config.logging.output_dir).name, []).append(
@@ -325,7 +327,7 @@ def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypat
         )
         return accumulate(self, micro_batches, denominator)
 
-    monkeypatch.setattr(Trainer, "_accumulate_gradients", record)
+    monkeypatch.setattr(PolicyUpdate, "accumulate_gradients", record)
     runs = _runs_with_batches(
         make_config, {"rows": {}, "tokens": {"max_tokens_per_micro_batch": 200}}
     )

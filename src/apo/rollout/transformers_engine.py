@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from apo.memory import retry_halving
 from apo.models.inputs import encode_prompts
 from apo.models.sharding import gathered_weights
 from apo.models.unwrap import unwrap_model
+from apo.out_of_memory import retry_halving
 from apo.rollout.base import ENGINES, FinishReason, PromptInput, Rollout, SamplingConfig
 
 logger = logging.getLogger(__name__)

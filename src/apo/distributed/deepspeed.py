@@ -4,7 +4,8 @@ An apo update accumulates a varying number of micro-batches (token budgets)
 under its own loss denominators, then clips and steps once. The trainer drives
 DeepSpeed's engine for that: ``gradient_accumulation_steps`` 1, the update's
 last micro-batch marked as the accumulation boundary, one ``engine.step()``
-per update with apo's clip value (docs/DISTRIBUTED.md).
+per update with apo's clip value: :class:`~apo.distributed.DeepSpeedBackend`
+(docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations

@@ -48,10 +48,11 @@ def retry_halving(
     """``attempt(size)``; after an out-of-memory error, ``attempt`` again with half
     the size (rounded up) until it fits.
 
-    Returns the result and the size that fitted. ``on_halve(old, new)`` runs
-    before each retry: the caller warns, naming the setting to lower, and re-cuts
-    its batches. At size 1, or when ``retry`` is False (processes that must stay
-    in step), raises :class:`OutOfMemory` with ``advice(size)``.
+    Returns the result and the size that fitted. ``attempt`` cuts its batches to
+    the size it is given; ``on_halve(old, new)`` runs before each retry (the
+    caller warns, naming the setting to lower, and keeps the size). At size 1,
+    or when ``retry`` is False (processes that must stay in step), raises
+    :class:`OutOfMemory` with ``advice(size)``.
     """
     while True:
         try:
