@@ -45,9 +45,6 @@ class EvalSetConfig(Section):
         return value
 
 
-EvalSet = EvalSetConfig  # its former name
-
-
 class EvalConfig(Section):
     """Periodic evaluation on held-out questions."""
 

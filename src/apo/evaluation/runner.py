@@ -58,9 +58,6 @@ class EvalRunConfig(Section):
         return effective_temperature(self.temperature, self.samples_per_question)
 
 
-EvalSettings = EvalRunConfig  # its former name
-
-
 # ------------------------------------------------------------------ the prompt
 
 

@@ -18,7 +18,6 @@ from apo.data import DataReport, PromptDataset, render_prompt
 from apo.evaluation.answers import answer_questions, benchmark_verdicts, reward_verdicts
 from apo.evaluation.benchmarks import Question, get_benchmark
 from apo.evaluation.config import EvalConfig as EvalConfig  # its former home
-from apo.evaluation.config import EvalSet as EvalSet  # its former home
 from apo.evaluation.config import EvalSetConfig
 from apo.evaluation.judge import Judge
 from apo.evaluation.report import summarize

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from apo.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from apo.models.config import LoraConfig, LoraSettings, ModelConfig
+    from apo.models.config import LoraConfig, ModelConfig
     from apo.models.inputs import (
         SequenceBatch,
         build_sequence_batch,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "apo.models.config": ["LoraConfig", "LoraSettings", "ModelConfig"],
+        "apo.models.config": ["LoraConfig", "ModelConfig"],
         "apo.models.inputs": [
             "SequenceBatch",
             "build_sequence_batch",
@@ -74,7 +74,6 @@ __all__ = [
     "FrozenReference",
     "LoadedModel",
     "LoraConfig",
-    "LoraSettings",
     "ModelConfig",
     "ReferencePolicy",
     "SequenceBatch",

@@ -87,6 +87,3 @@ class LoraConfig(Section):
         DEFAULT_EXCLUDE_MODULES,
         description="Module names (or one regex) never adapted; default: the vision tower.",
     )
-
-
-LoraSettings = LoraConfig  # its former name

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from apo.models.config import DEFAULT_EXCLUDE_MODULES, LoraConfig
 from apo.models.config import DEFAULT_TARGET_MODULES as DEFAULT_TARGET_MODULES  # their former home
-from apo.models.config import LoraSettings as LoraSettings  # its former name
 from apo.models.loading import vision_tower
 from apo.models.unwrap import unwrap_model
 
