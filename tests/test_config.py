@@ -8,6 +8,7 @@ from apo.algorithms import apo_objective, shape_advantages
 from apo.config import (
     AlgorithmConfig,
     ConfigError,
+    TrainConfig,
     config_to_yaml,
     load_config,
     merge,
@@ -260,3 +261,26 @@ def test_the_demo_start_model_saved_in_another_environment_is_this_ones(tmp_path
     config_file.write_text("model: {name_or_path: apo-demo-start}\ndata: {path: train.jsonl}\n")
     assert load_config(config_file).model.name_or_path == shipped_model_path("apo-demo-start")
     assert Path(shipped_model_path("apo-demo-start"), "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("batch", "epochs", "off_policy"),
+    [
+        ({"prompts_per_step": 4, "prompts_per_update": 4}, 1, False),
+        ({"prompts_per_step": 4, "prompts_per_update": 2}, 1, True),
+        ({"prompts_per_step": 4, "prompts_per_update": 4}, 2, True),
+    ],
+)
+def test_the_off_policy_decision_is_made_once_by_the_config(batch, epochs, off_policy):
+    """Several updates per rollout, or several epochs: the trainer's old log-prob pass
+    and the memory estimate both ask TrainConfig.off_policy."""
+    config = TrainConfig.model_validate(
+        {
+            "model": {"name_or_path": "tiny"},
+            "data": {"path": "data.jsonl"},
+            "batch": batch,
+            "algorithm": {"ppo_epochs": epochs},
+        }
+    )
+    assert config.updates_per_step == batch["prompts_per_step"] // batch["prompts_per_update"]
+    assert config.off_policy is off_policy

@@ -242,6 +242,18 @@ class TrainConfig(Section):
             raise ValueError("eval.every > 0 or eval.at_start needs eval.datasets")
         return self
 
+    @property
+    def updates_per_step(self) -> int:
+        """Optimizer updates per rollout: prompts_per_step / prompts_per_update."""
+        return self.batch.prompts_per_step // self.batch.prompts_per_update
+
+    @property
+    def off_policy(self) -> bool:
+        """Whether an update may train on responses its current policy did not sample
+        (several updates per rollout, or several epochs): then the old log-probs are
+        computed and the PPO ratio is not 1."""
+        return self.updates_per_step > 1 or self.algorithm.ppo_epochs > 1
+
     def total_steps(self, num_examples: int) -> int:
         if self.training.max_steps is not None:
             return self.training.max_steps

@@ -471,9 +471,7 @@ def estimate_memory(
         * HEAD_BYTES_NO_GRAD
     )
     log_prob_passes = config.algorithm.beta > 0 and kind != "none"
-    off_policy = (
-        batch.prompts_per_step // batch.prompts_per_update > 1 or config.algorithm.ppo_epochs > 1
-    )
+    off_policy = config.off_policy
 
     # The rollout: the KV cache of every row generating at once. Each call takes
     # rollout.max_batch_size prompts of this process's share; the native engine runs

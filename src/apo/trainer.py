@@ -147,7 +147,7 @@ class Trainer:
 
         # --- optimisation, over this run's processes (the backend: apo.distributed)
         self.total_steps = config.total_steps(len(self.dataset))
-        self.updates_per_step = config.batch.prompts_per_step // config.batch.prompts_per_update
+        self.updates_per_step = config.updates_per_step
         total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
         optimizer, scheduler = build_optimizer(
             policy, config.optim, total_updates, self.accelerator.device.type

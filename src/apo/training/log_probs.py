@@ -40,8 +40,7 @@ class LogProbPasses:
     def __post_init__(self) -> None:
         batch = self.config.batch
         self.batch_size = batch.logprob_batch_size  # halved after running out of memory
-        updates_per_step = batch.prompts_per_step // batch.prompts_per_update
-        self.off_policy = updates_per_step > 1 or self.config.algorithm.ppo_epochs > 1
+        self.off_policy = self.config.off_policy
         self.with_reference = self.reference is not None and self.config.algorithm.beta > 0
 
     @torch.no_grad()
