@@ -171,20 +171,21 @@ def measure(args: argparse.Namespace, output: Path) -> dict:
     load_seconds = time.perf_counter() - start
     after_load = resident_bytes()
     seen: dict[str, int] = {}
-    fill = trainer._fill_log_probs
+    fill = trainer.log_probs.fill
 
-    def fill_and_look(updates, reference):
+    def fill_and_look(updates, step):
         micro = updates[0][0]
         seen["prompt_tokens"] = micro.batch.prompt_length
         image_id = getattr(trainer.policy.config, "image_token_id", None)
         ids = micro.batch.inputs["input_ids"]
         seen["image_tokens"] = int((ids == image_id).sum(dim=1).max()) if image_id else 0
         seen["sequence_tokens"] = ids.shape[1]
-        return fill(updates, reference)
+        return fill(updates, step)
 
-    trainer._generate_and_score = memory.wrap("generation", trainer._generate_and_score)
-    trainer._fill_log_probs = memory.wrap("log-prob passes", fill_and_look)
-    trainer._update = memory.wrap("update", trainer._update)
+    # The step's parts (apo.training), each wrapped to record its memory.
+    trainer.rollouts.collect = memory.wrap("generation", trainer.rollouts.collect)
+    trainer.log_probs.fill = memory.wrap("log-prob passes", fill_and_look)
+    trainer.update.run = memory.wrap("update", trainer.update.run)
     memory.enter("step")
     start = time.perf_counter()
     metrics = trainer.step()

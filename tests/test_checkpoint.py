@@ -57,19 +57,17 @@ def test_half_written_folders_are_never_picked(tmp_path):
 
 def test_the_tied_weights_notice_of_accelerate_is_silenced_where_apo_saves(caplog):
     """accelerate says "Removed shared tensor" on every save of a model with tied
-    embeddings; the model ties them again on load, so apo's checkpoints drop the notice."""
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils.other import clean_state_dict_for_safetensors
-
+    embeddings; the model ties them again on load, so apo's checkpoints drop the notice.
+    The records are logged here on accelerate's logger directly: whether accelerate
+    itself logs depends on its process state, which other tests change."""
     from apo.checkpoint import tied_weights_notice_silenced
 
-    PartialState()  # accelerate's logger needs it, as in a run
-    weight = torch.zeros(2, 2)
-    with caplog.at_level("WARNING"):
+    target = logging.getLogger("accelerate.utils.other")
+    notice = "Removed shared tensor {'lm_head.weight'} while saving. This should be OK"
+    with caplog.at_level("WARNING", logger=target.name):
         with tied_weights_notice_silenced():
-            clean_state_dict_for_safetensors({"embed": weight, "head": weight})
-            logging.getLogger("accelerate.utils.other").warning("another notice")
+            target.warning(notice)
+            target.warning("another notice")
         assert [r.getMessage() for r in caplog.records] == ["another notice"]
-        clean_state_dict_for_safetensors({"embed": weight, "head": weight})
-    assert "Removed shared tensor" in caplog.records[-1].getMessage()  # elsewhere: as it was
+        target.warning(notice)
+    assert caplog.records[-1].getMessage() == notice  # elsewhere: as it was

@@ -87,7 +87,7 @@ def test_train_checkpoint_resume_and_export_a_real_model(tmp_path, monkeypatch):
 
     def step_then_signal(self):
         metrics = original_step(self)
-        self._on_signal(signal.SIGTERM, None)
+        self.stopping.on_signal(signal.SIGTERM, None)
         return metrics
 
     monkeypatch.setattr(Trainer, "step", step_then_signal)
