@@ -36,6 +36,7 @@ def test_import_apo_does_not_import_the_trainer():
     assert result.stdout.split() == ["train", "False"], result.stderr
 
 
+@pytest.mark.slow
 def test_the_example_trains_with_its_own_reward_and_resumes(tmp_path):
     # The example writes to runs/python_api under its working directory.
     result = run_python(str(EXAMPLE), cwd=tmp_path)

@@ -55,19 +55,35 @@ def test_half_written_folders_are_never_picked(tmp_path):
     assert latest_checkpoint(tmp_path / "nowhere") is None
 
 
-def test_the_tied_weights_notice_of_accelerate_is_silenced_where_apo_saves(caplog):
+def test_the_tied_weights_notice_of_accelerate_is_silenced_where_apo_saves():
     """accelerate says "Removed shared tensor" on every save of a model with tied
     embeddings; the model ties them again on load, so apo's checkpoints drop the notice.
-    The records are logged here on accelerate's logger directly: whether accelerate
-    itself logs depends on its process state, which other tests change."""
+    The records are logged here on accelerate's logger directly (whether accelerate
+    itself logs depends on its process state) and caught by a handler of this test's
+    own (pytest's capture handlers live for the session and may carry filters that
+    apo's console set up in an earlier test)."""
     from apo.checkpoint import tied_weights_notice_silenced
 
-    target = logging.getLogger("accelerate.utils.other")
+    class Caught(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    target, caught = logging.getLogger("accelerate.utils.other"), Caught()
     notice = "Removed shared tensor {'lm_head.weight'} while saving. This should be OK"
-    with caplog.at_level("WARNING", logger=target.name):
+    level = target.level
+    target.addHandler(caught)
+    target.setLevel(logging.WARNING)
+    try:
         with tied_weights_notice_silenced():
             target.warning(notice)
             target.warning("another notice")
-        assert [r.getMessage() for r in caplog.records] == ["another notice"]
+        assert caught.messages == ["another notice"]
         target.warning(notice)
-    assert caplog.records[-1].getMessage() == notice  # elsewhere: as it was
+        assert caught.messages[-1] == notice  # elsewhere: as it was
+    finally:
+        target.removeHandler(caught)
+        target.setLevel(level)

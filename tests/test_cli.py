@@ -101,6 +101,7 @@ def test_a_bad_command_line_value_is_one_line_naming_the_setting(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_is_one_line_for_every_command(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -142,6 +143,7 @@ def test_train_reads_a_config_from_any_folder(tmp_path):
     assert printed["logging"]["output_dir"] == "runs/tiny"
 
 
+@pytest.mark.slow
 def test_estimate_memory_of_a_config_without_its_data_path(tmp_path):
     """configs/view-r1-3b.yaml leaves data.path to the command line: the estimate reads
     no data, so it does not need one; --gpu-memory warns when the peak exceeds it."""
@@ -161,6 +163,7 @@ def test_estimate_memory_of_a_config_without_its_data_path(tmp_path):
     assert "warning: the peak" not in table.stderr
 
 
+@pytest.mark.slow
 def test_convert_gguf_refuses_what_it_cannot_convert_before_loading_anything(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"")
     result = run_apo("convert-gguf", str(tmp_path / "model.bin"), str(tmp_path / "out"))
@@ -199,6 +202,7 @@ def test_plot_of_one_run_writes_into_it(tmp_path, capsys):
     assert f"{run}/plots/reward_accuracy.png" in capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.slow
 def test_a_moved_run_resumes_from_another_folder_with_its_own_config(tmp_path):
     """Train one step with its data inside the run folder, move the folder, and resume
     it from another working directory with the moved config.yaml: it continues from its

@@ -188,6 +188,7 @@ SHIPPED_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[p.name for p in SHIPPED_CONFIGS])
+@pytest.mark.slow
 def test_every_shipped_config_is_estimated_offline_from_the_command_line(path, tmp_path):
     """docs/MEMORY.md's first command: no network, no model cache (an empty HF_HOME)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

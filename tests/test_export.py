@@ -72,6 +72,7 @@ def test_an_unmerged_lora_export_is_an_adapter_naming_its_base(runs, tmp_path, t
     assert_same_weights(weights(tmp_path / "merged"), weights(runs / "lora" / "final_model"))
 
 
+@pytest.mark.slow
 def test_apo_export_from_the_command_line(runs, tmp_path):
     last = list_checkpoints(runs / "full" / "checkpoints")[-1]
     result = apo("export", str(last), str(tmp_path / "model"))

@@ -27,6 +27,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 TINY = ["--prompts", "2", "--group", "2", "--max-new-tokens", "4", "--micro-batch", "2"]
 
 
+@pytest.mark.slow
 def test_step_against_trl(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "step.json"
@@ -41,6 +42,7 @@ def test_step_against_trl(tmp_path):
         ] == pytest.approx(16)
 
 
+@pytest.mark.slow
 def test_scaling(tmp_path):
     result = run(
         "scaling.py", "--prompts", "1", "--lengths", "2", "4", "--groups", "2",
@@ -52,6 +54,7 @@ def test_scaling(tmp_path):
     assert len(json.loads((tmp_path / "scaling.json").read_text())) == 3
 
 
+@pytest.mark.slow
 def test_generation_variants():
     result = run(
         "generation.py", "--prompts", "1", "--group", "2", "--max-new-tokens", "3",
@@ -64,6 +67,7 @@ def test_generation_variants():
     ]
 
 
+@pytest.mark.slow
 def test_overhead():
     result = run("overhead.py", *TINY, "--steps", "1", "--repeats", "2")
     assert "APO's additions (shaping + KL terms)" in result.stdout

@@ -15,6 +15,7 @@ from tests.trainer.conftest import ROOT
 FIGURES = {"reward_accuracy", "eval_accuracy", "lengths", "kl", "entropy", "dads_stcr"}
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_the_whole_run(tmp_path):
     run = tmp_path / "demo"
     # full rows in every pass (apo compare's runs cover the default, shared prompts)
@@ -96,6 +97,7 @@ def test_plot_overlays_runs(tmp_path):
     assert missing.returncode == 2 and "has no metrics.jsonl" in missing.stderr
 
 
+@pytest.mark.slow
 def test_compare_runs_variants_side_by_side(tmp_path):
     variants = ("GRPO", "APO", "APO+DS", "APO+overlong")
     path = run_compare(tmp_path / "compare", seeds=[0], parallel=2, quick=True, variants=variants)
@@ -116,6 +118,7 @@ def test_compare_runs_variants_side_by_side(tmp_path):
     assert all(runs[v][0] == runs["GRPO"][0] for v in variants)
 
 
+@pytest.mark.slow
 def test_a_reused_start_evaluation_equals_a_measured_one(tmp_path):
     def demo(name, **settings):
         return run_demo(DemoSettings(output_dir=str(tmp_path / name), quick=True, **settings))
@@ -144,6 +147,7 @@ def test_a_reused_start_evaluation_equals_a_measured_one(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path):
     run = tmp_path / "training-run"
     (run / "checkpoints" / "step-00000002").mkdir(parents=True)

@@ -15,6 +15,7 @@ def start_model():
     return load_model(ModelConfig(name_or_path=str(start_model_path())))
 
 
+@pytest.mark.slow
 def test_start_model_sees_the_scene_but_answers_unreliably(start_model):
     """RL sharpens what a policy can sometimes do: the start model lists held-out
     scenes exactly most of the time (perception), yet answers right in well under

@@ -29,6 +29,7 @@ def evaluated(benchmark_files, tmp_path_factory):
     return output, result
 
 
+@pytest.mark.slow
 def test_results_and_summary(evaluated, benchmark_files):
     output, result = evaluated
     summary = json.loads((output / "summary.json").read_text())
@@ -52,6 +53,7 @@ def fixtures_fields(name):
     return get_benchmark(name).category_fields
 
 
+@pytest.mark.slow
 def test_a_rerun_answers_only_what_is_missing(evaluated, benchmark_files):
     output, _ = evaluated
     path = output / "mmk12.jsonl"
@@ -95,6 +97,7 @@ def test_compare_prints_the_side_by_side_table(evaluated, tmp_path):
     assert "+25.0 |" in result.stdout and "| average |" in result.stdout
 
 
+@pytest.mark.slow
 def test_bad_benchmark_arguments_fail_before_loading(benchmark_files, tmp_path):
     result = apo("eval", "--model", "tiny", "--benchmark", "mmk12")
     assert result.returncode == 2 and "expected NAME=PATH or NAME:SPLIT=PATH" in result.stderr

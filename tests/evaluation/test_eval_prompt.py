@@ -49,6 +49,7 @@ def flags_run(questions, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_by_default_the_r1_style_prompt_is_used_and_recorded(default_run):
     _, settings, prompt = default_run
     assert settings["prompt"] == {
@@ -59,6 +60,7 @@ def test_by_default_the_r1_style_prompt_is_used_and_recorded(default_run):
     assert DEFAULT_SYSTEM_PROMPT in prompt
 
 
+@pytest.mark.slow
 def test_the_prompt_flags_reach_the_model_and_the_settings(flags_run):
     output, settings, prompt = flags_run
     assert settings["prompt"] == {
@@ -71,6 +73,7 @@ def test_the_prompt_flags_reach_the_model_and_the_settings(flags_run):
     assert summary["settings"]["prompt"] == settings["prompt"]
 
 
+@pytest.mark.slow
 def test_prompt_from_reads_a_training_config_and_flags_override_it(questions, tmp_path):
     config = write_config(
         tmp_path / "train.yaml", {"system_prompt": None, "question_template": "Answer: {question}"}

@@ -341,6 +341,7 @@ def run_script(path: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
     result = run_script(
         "examples/trl_apo.py", "--tiny", "--max-steps", "1", "--output-dir", str(tmp_path / "out")
@@ -349,6 +350,7 @@ def test_the_example_runs_on_cpu_with_the_tiny_model(tmp_path):
     assert "apo/dads/shaped_frac" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_step_benchmark_runs_apo_inside_trl(tmp_path):
     out = tmp_path / "step.json"
     result = run_script(
@@ -370,6 +372,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_compute_what_one_process_computes(tmp_path, text_model_path):
     """gloo on CPU, same global batch (deterministic completions): same shaping and gradients."""
     script = str(ROOT / "tests" / "integrations" / "trl_processes.py")

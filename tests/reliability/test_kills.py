@@ -70,6 +70,7 @@ def wait_for(path, process, timeout=120.0) -> bool:
     return path.exists()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path, tiny_path, uninterrupted):
     """Killed at a random moment (first while loading, then at random points of the
     training: generating, updating, writing a checkpoint or a log line), resumed,
@@ -107,6 +108,7 @@ def test_sigkill_at_random_moments(tmp_path, tiny_path, uninterrupted):
 
 
 @pytest.mark.parametrize("fault", ["kill_mid_write", "kill_before_rename"])
+@pytest.mark.slow
 def test_kill_while_writing_a_checkpoint(tmp_path, tiny_path, uninterrupted, fault):
     config = config_file(tmp_path, "run", tiny_path, **SECTIONS)
     process = start(config, module="tests.reliability.faults", fault=f"{fault}:3")
@@ -122,6 +124,7 @@ def test_kill_while_writing_a_checkpoint(tmp_path, tiny_path, uninterrupted, fau
     assert_same_run(uninterrupted, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, tiny_path, uninterrupted):
     """Disk full while writing step 3: exit code 3, a message naming the intact
     checkpoint, nothing half-written left; resuming later loses nothing."""
@@ -172,6 +175,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_stops_the_run_with_its_last_checkpoint(
     small_disk, tiny_path, uninterrupted
 ):

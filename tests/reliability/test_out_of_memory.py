@@ -39,6 +39,7 @@ def test_cpu_and_cuda_allocation_failures_are_recognised():
     ("where", "setting"),
     [("update", "micro_batch_size"), ("log-prob pass", "logprob_batch_size")],
 )
+@pytest.mark.slow
 def test_batches_are_halved_and_give_the_same_training(make_config, caplog, where, setting):
     """Batches of 4 that do not fit are retried as 2 + 2: the same weights as a run
     configured with batches of 2, and the smaller size is kept."""

@@ -67,6 +67,7 @@ def test_a_failure_on_one_process_stops_every_process(tmp_path, tiny_path, fault
     assert seconds < 120  # not a collective timeout (30 minutes by default)
 
 
+@pytest.mark.slow
 def test_out_of_memory_on_one_process_is_retried_by_every_process(tmp_path, tiny_path):
     result, _ = launch(tmp_path, tiny_path, "oom_update_above_1")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -76,6 +77,7 @@ def test_out_of_memory_on_one_process_is_retried_by_every_process(tmp_path, tiny
     assert [r["step"] for r in read_metrics(tmp_path / "run") if "loss/total" in r] == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_nan_gradient_on_one_process_is_skipped_by_every_process(tmp_path, tiny_path):
     # Averaged over processes, one NaN gradient is NaN everywhere: every process skips
     # the update, and at the limit all stop together with a checkpoint.

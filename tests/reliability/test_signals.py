@@ -38,6 +38,7 @@ def wait_for_first_step(run, process, timeout=120.0):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_second_sigint_stops_at_once_without_traceback_or_temporary_folder(tmp_path, make_config):
     process, run = start_training(
         tmp_path, make_config, training={"max_steps": 500, "seed": 0}, checkpoint={"every": 1}
@@ -67,6 +68,7 @@ def test_a_run_folder_in_use_is_refused_before_anything_loads(tmp_path, make_con
     assert "Traceback" not in err and not (run / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path, make_config):
     stale = tmp_path / "run" / "checkpoints" / ".tmp-step-00000007"
     stale.mkdir(parents=True)
@@ -77,6 +79,7 @@ def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path, mak
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_a_signal_to_the_whole_process_group_finishes_the_step_and_saves(
     tmp_path, make_config, sig, code
 ):

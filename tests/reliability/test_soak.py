@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.trainer.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "soak.py"
@@ -17,6 +19,7 @@ def test_slope_by_hand():
     assert soak.slope_per_100_steps([1, 2, 3], [10.0, 10.5, 11.0]) == 50.0
 
 
+@pytest.mark.slow
 def test_memory_stops_growing(tmp_path):
     """40 steps, a checkpoint and an evaluation every 10, in a fresh process (the
     manual mode runs 300; docs/RELIABILITY.md has its figures). Keeping each step's

@@ -439,6 +439,7 @@ short_expressions = st.recursive(short_atoms, combined, max_leaves=25).filter(
     prediction=short_expressions,
     truth=st.one_of(st.sampled_from(TRUTHS), short_expressions),
 )
+@pytest.mark.slow
 def test_short_expressions_are_judged_within_the_budget(prediction, truth):
     judged_in_time(prediction, truth)
 

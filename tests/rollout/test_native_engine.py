@@ -61,6 +61,7 @@ def test_greedy_tokens_equal_generate(start):
     assert _greedy(native, prompts, max_new_tokens=96, group_size=2) == expected
 
 
+@pytest.mark.slow
 def test_sampled_tokens_follow_the_same_distribution_as_generate(tiny):
     # 2,400 two-token responses per engine, top-k 3: the frequency of each (first,
     # second) token pair agrees within 5 standard errors of a difference of two

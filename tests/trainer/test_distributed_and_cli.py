@@ -49,6 +49,7 @@ def apo(*args, **kwargs) -> subprocess.CompletedProcess:
     ],
     ids=["rows", "token-budget", "shared-prompts", "dynamic-sampling", "overlong", "importance"],
 )
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_same_global_batch(
     tmp_path, tiny_path, max_tokens, share, variant
 ):
@@ -129,6 +130,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_signal_saves_a_checkpoint_and_exits_with_its_code(tmp_path, tiny_path, signum, code):
     path = config_file(
         tmp_path, "run", tiny_path, training={"max_steps": 500, "seed": 0}, checkpoint={"every": 0}
@@ -167,6 +169,7 @@ def test_bad_value_names_the_allowed_values():
     assert "config key 'data.on_error': Input should be 'raise' or 'skip'" in result.stderr
 
 
+@pytest.mark.slow
 def test_rules_across_sections_fail_before_loading():
     result = apo("train", "configs/tiny.yaml", "batch.prompts_per_update=3")
     assert result.returncode == 2 and "must divide batch.prompts_per_step=2" in result.stderr
@@ -225,6 +228,7 @@ def test_shipped_configs_are_valid():
     assert set(reference) == set(TrainConfig.model_fields)
 
 
+@pytest.mark.slow
 def test_tiny_config_trains_from_the_command_line(tmp_path):
     result = apo(
         "train",
@@ -252,6 +256,7 @@ def test_an_unwritable_run_folder_fails_before_loading(tmp_path):
     assert "(logging.output_dir) is not writable" in result.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_path):
     """A hard kill loses at most the steps since the last checkpoint; resuming from it
     reproduces the uninterrupted run exactly (CPU, same seed)."""

@@ -21,6 +21,9 @@ from tests.trainer.conftest import ROOT
 from tests.trainer.sharded_launch import CONFIGS, launch_environment
 from tests.trainer.test_distributed_and_cli import apo, config_file
 
+# Each mode trains two processes (a module fixture shared by every test here).
+pytestmark = pytest.mark.slow
+
 LAUNCHER = ROOT / "tests" / "trainer" / "sharded_launch.py"
 SECTIONS = {
     # several micro-batches per update: the case where the head's gradient and

@@ -88,6 +88,7 @@ def test_training_changes_the_weights_and_writes_the_run(make_config, tiny_path)
     assert (run / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_bfloat16_weights_train_under_bf16_mixed_precision(make_config):
     # The official View-R1 setting: the model's outputs come back in float32, the
     # output head (applied after the model) is bfloat16. Its own process:
@@ -167,6 +168,7 @@ IMPORTANCE = {"algorithm": {"importance_sampling": "truncate", "importance_cap":
     [{}, {"rollout": DYNAMIC_SAMPLING}, OVERLONG, IMPORTANCE],
     ids=["plain", "dynamic-sampling", "overlong", "importance"],
 )
+@pytest.mark.slow
 def test_resume_continues_identically(make_config, monkeypatch, sections):
     training = {"max_steps": 3, "seed": 0}
     reference = Trainer(make_config("straight", training=training, **sections)).train()
@@ -564,6 +566,7 @@ def test_the_same_fp32_model_samples_and_trains_without_mismatch(
     assert metrics["importance/kl"] < 1e-8 and metrics["importance/over_cap_frac"] == 0
 
 
+@pytest.mark.slow
 def test_a_mismatched_sampler_is_corrected(make_config, monkeypatch, no_suppressed_tokens):
     """A sampler whose log-probs are one nat below the trainer's: rho = e > C = 2 on
     every token. Truncated weights double the policy gradient (the KL term has no
