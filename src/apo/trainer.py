@@ -147,8 +147,7 @@ class Trainer:
 
         # --- optimisation, over this run's processes (the backend: apo.distributed)
         self.total_steps = config.total_steps(len(self.dataset))
-        self.updates_per_step = config.updates_per_step
-        total_updates = self.total_steps * self.updates_per_step * config.algorithm.ppo_epochs
+        total_updates = self.total_steps * config.updates_per_step * config.algorithm.ppo_epochs
         optimizer, scheduler = build_optimizer(
             policy, config.optim, total_updates, self.accelerator.device.type
         )
@@ -286,7 +285,7 @@ class Trainer:
                     shaped.advantages,
                     shaped.kl_weights,
                     keep,
-                    self.updates_per_step,
+                    cfg.updates_per_step,
                     self.update.micro_batch_size,
                     self.update.max_tokens,
                 )
@@ -312,7 +311,7 @@ class Trainer:
             cfg.algorithm.stcr_negatives_only,
             self.backend,
         )
-        updates_run = self.updates_per_step * cfg.algorithm.ppo_epochs
+        updates_run = cfg.updates_per_step * cfg.algorithm.ppo_epochs
         metrics |= step.metrics | loss_metrics(sums, updates_run, self.backend)
         metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
         count = min(cfg.logging.samples_per_step, len(rollouts))
