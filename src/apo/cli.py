@@ -415,6 +415,12 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dynamic-sampling", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--overlong-buffer", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--overlong-filter", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--importance-sampling",
+        choices=["off", "monitor", "truncate", "mask"],
+        default="off",
+        help=argparse.SUPPRESS,
+    )
     # apo compare: reuse the start evaluation of the seed's first variant
     parser.add_argument("--start-eval-from", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_demo)
@@ -440,6 +446,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         dynamic_sampling=args.dynamic_sampling,
         overlong_buffer=args.overlong_buffer,
         overlong_filter=args.overlong_filter,
+        importance_sampling=args.importance_sampling,
     )
     for name in ("steps", "beta", "stcr_base", "eval_samples"):
         if getattr(args, name) is not None:
@@ -493,11 +500,11 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO", "APO+DS", "APO+overlong"],
+        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO", "APO+DS", "APO+overlong", "APO+IS"],
         default=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
         help="which variants to run (default: the paper's four; APO+DS: with dynamic "
         "sampling, APO+overlong: soft overlong punishment over the last 32 tokens and "
-        "truncated answers out of the loss)",
+        "truncated answers out of the loss, APO+IS: truncated importance sampling, cap 2)",
     )
     parser.set_defaults(handler=_run_compare)
 

@@ -99,10 +99,10 @@ def test_plot_overlays_runs(tmp_path):
 
 @pytest.mark.slow
 def test_compare_runs_variants_side_by_side(tmp_path):
-    variants = ("GRPO", "APO", "APO+DS", "APO+overlong")
+    variants = ("GRPO", "APO", "APO+DS", "APO+overlong", "APO+IS")
     path = run_compare(tmp_path / "compare", seeds=[0], parallel=2, quick=True, variants=variants)
     text = path.read_text()
-    assert text.startswith("# apo compare: GRPO, APO, APO+DS, APO+overlong")
+    assert text.startswith("# apo compare: GRPO, APO, APO+DS, APO+overlong, APO+IS")
     assert all(f"| {v} |" in text for v in variants) and "reasoning acc (sampled)" in text
     assert "| dynamic sampling | train time |" in text and "| overlong | truncated |" in text
     assert (tmp_path / "compare" / "grpo" / "seed0" / "metrics.jsonl").is_file()
@@ -113,6 +113,12 @@ def test_compare_runs_variants_side_by_side(tmp_path):
     assert any("stcr/penalized_frac" in r for r in runs["APO"])
     assert all("dynamic_sampling/rounds" in r for r in runs["APO+DS"][1:-1])
     assert all("reward/overlong" in r for r in runs["APO+overlong"][1:-1])
+    # the same fp32 model samples and trains: the mismatch is the image placeholders'
+    # probability alone (docs/ALGORITHM.md section 11), far under a nat
+    mismatch = [r["importance/logp_abs_diff"] for r in runs["APO+IS"][1:-1]]
+    assert mismatch and all(0 <= m < 0.1 for m in mismatch)
+    assert not any("importance/logp_abs_diff" in r for r in runs["APO"])
+    assert "| importance sampling | KL |" in text
     # every variant reused GRPO's start evaluation: the training-only settings of the
     # last two do not change what it measures
     assert all(runs[v][0] == runs["GRPO"][0] for v in variants)

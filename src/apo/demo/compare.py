@@ -34,6 +34,7 @@ VARIANTS: dict[str, list[str]] = {  # name: its flags of apo demo
     # beyond GRPO (docs/ALGORITHM.md sections 9 and 10), measured against APO
     "APO+DS": [*_APO, "--dynamic-sampling"],
     "APO+overlong": [*_APO, "--overlong-buffer", "32", "--overlong-filter"],
+    "APO+IS": [*_APO, "--importance-sampling", "truncate"],
 }
 PAPER_VARIANTS = ("GRPO", "GRPO+DADS", "GRPO+STCR", "APO")  # the default
 
@@ -49,6 +50,7 @@ TRAINING_COLUMNS = {  # mean of the last 10 steps
     "KL": "kl/mean",
     "entropy": "entropy/mean",
     "truncated": "length/truncated_frac",
+    "sampler mismatch": "importance/logp_abs_diff",  # with importance sampling on only
 }
 PERCENT = {name for name, (_, percent) in COLUMNS.items() if percent} | {"truncated"}
 _ACCURACY = ["reasoning acc (greedy)", "reasoning acc (sampled)"]
@@ -63,6 +65,7 @@ EFFECTS = {
     ),
     "dynamic sampling": ("APO+DS", "APO", [*_ACCURACY, "train time"]),
     "overlong": ("APO+overlong", "APO", [*_ACCURACY, "length incorrect", "truncated"]),
+    "importance sampling": ("APO+IS", "APO", [*_ACCURACY, "KL", "train time"]),
 }
 
 

@@ -85,6 +85,7 @@ class DemoSettings:
     dynamic_sampling: bool = False
     overlong_buffer: int = 0
     overlong_filter: bool = False
+    importance_sampling: str = "off"
 
     def check(self) -> None:
         """One-line errors naming the command-line flag, before anything is written."""
@@ -154,6 +155,7 @@ def demo_config(settings: DemoSettings, data: dict[str, Path], start_model: Path
             "beta": settings.beta,
             "stcr_base": settings.stcr_base,
             "overlong_filter": settings.overlong_filter,
+            "importance_sampling": settings.importance_sampling,
         },
         "optim": {"lr": settings.lr, "warmup_ratio": 0.0, "betas": [0.9, 0.95]},
         "batch": {
