@@ -206,6 +206,8 @@ def summarise(run_dir: Path, args: argparse.Namespace, seconds: float) -> dict[s
         f"sampled_pass@{k}": (f"eval/test_sampled/pass@{k}", args.test_size),
         "other_greedy": ("eval/other/accuracy", args.other_size),
     }
+    if k == 1:  # pass@1 is the sampled accuracy
+        del rows["sampled_pass@1"]
     result: dict[str, Any] = {}
     for name, (key, questions) in rows.items():
         before, after = first[key], last[key]
@@ -231,6 +233,8 @@ def report(result: dict[str, Any]) -> str:
     }
     lines = ["| | before | after | change | noise (2 SE) |", "| --- | --- | --- | --- | --- |"]
     for key, name in names.items():
+        if f"{key}_before" not in result:  # pass@1: the sampled row
+            continue
         before, after, band = (result[f"{key}_{part}"] for part in ("before", "after", "noise"))
         verdict = "beyond" if abs(after - before) > band else "within"
         lines.append(

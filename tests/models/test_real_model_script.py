@@ -51,3 +51,22 @@ def test_a_start_evaluation_of_other_settings_is_refused(script, tmp_path, flags
     config = a_run(script, tmp_path / "second", *flags)
     with pytest.raises(ValueError, match=differs):
         script.reused_start_evaluation(tmp_path / "first", config)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_the_report_has_one_row_per_measure(script, tmp_path, k):
+    """With one sample per question, pass@1 is the sampled accuracy: no second row."""
+    args = script.parse_args(["--output", str(tmp_path), "--eval-samples", str(k)])
+    before = {
+        "eval/test/accuracy": 0.35,
+        "eval/test_sampled/accuracy": 0.25,
+        f"eval/test_sampled/pass@{k}": 0.25 if k == 1 else 0.5,
+        "eval/other/accuracy": 0.1,
+    }
+    after = {key: value + 0.1 for key, value in before.items()}
+    lines = "".join(json.dumps({"step": s, **r}) + "\n" for s, r in ((0, before), (20, after)))
+    (tmp_path / "metrics.jsonl").write_text(lines)
+    table = script.report(script.summarise(tmp_path, args, 60.0))
+    assert table.count("| held-out stories") == (2 if k == 1 else 3)
+    assert ("pass@4" in table) == (k == 4) and table.count("pass@1") == 1  # the sampled row
+    assert "| held-out stories, greedy | 35.0% | 45.0% | +10.0 points |" in table
