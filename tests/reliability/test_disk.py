@@ -77,6 +77,7 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(make_config):
         Trainer(config)
 
 
+@pytest.mark.slow
 def test_resuming_drops_a_log_line_cut_short_by_a_kill(make_config):
     config = make_config(training={"max_steps": 2, "seed": 0}, checkpoint={"every": 1})
     Trainer(make_config(training={"max_steps": 1, "seed": 0})).train()

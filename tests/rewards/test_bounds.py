@@ -549,6 +549,7 @@ def test_latex_shaped_answers_are_judged_within_the_budget(prediction, truth):
     judged_in_time(prediction, truth)
 
 
+@pytest.mark.slow
 def test_the_fuzz_script_reports_the_slowest_inputs_it_finds():
     """scripts/fuzz_rewards.py, briefly: it makes calls, lists the slowest with their
     times and verdicts, and exits 0 when none was over the budget."""

@@ -126,6 +126,7 @@ def test_no_gradient_is_held_between_steps(make_config):
         trainer.close()
 
 
+@pytest.mark.slow
 def test_apo_shapes_what_grpo_leaves_alone(make_config):
     """Same rollouts: GRPO has no DADS/STCR effect, APO penalises long wrong answers
     and lowers the KL weight of the positives of mixed groups."""
@@ -273,6 +274,7 @@ def test_off_policy_updates_use_old_log_probs(make_config):
 
 
 @pytest.mark.parametrize("updates_per_step", [1, 2])
+@pytest.mark.slow
 def test_logprob_batches_cut_across_micro_batches(make_config, updates_per_step):
     """Reference (and old) log-probs computed 3 sequences at a time, across
     micro-batches of 2, train like the same run with passes of 2."""
@@ -315,6 +317,7 @@ def _runs_with_batches(make_config, batches: dict[str, dict]) -> dict[str, tuple
     return runs
 
 
+@pytest.mark.slow
 def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypatch):
     """Rows sorted by length and cut by a token budget: other micro-batches, the same
     gradient (the loss denominators count the whole update either way)."""
@@ -344,6 +347,7 @@ def test_token_budget_micro_batches_train_like_fixed_ones(make_config, monkeypat
     assert moved < 1e-5  # float rounding of other batch shapes
 
 
+@pytest.mark.slow
 def test_shared_prompts_train_like_full_rows(make_config, monkeypatch):
     """batch.share_prompts: each prompt runs once for its group in the reference pass
     and the update; the same responses, losses and weights up to float rounding."""
@@ -398,6 +402,7 @@ def test_periodic_evaluation(make_config):
         } <= record.keys()
 
 
+@pytest.mark.slow
 def test_evaluating_never_changes_the_training_run(make_config):
     # Sampled evaluations draw from their own seed and put the training random state
     # back: a run evaluated every step trains exactly like one never evaluated.
