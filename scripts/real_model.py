@@ -57,7 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--beta", type=float, default=1e-3)
+    parser.add_argument("--beta", type=float, default=1e-3, help="KL coefficient (official 1e-3)")
+    parser.add_argument(
+        "--stcr-base", type=float, default=1.00001, help="STCR base (official 1.00001)"
+    )
     parser.add_argument(
         "--dynamic-sampling",
         action=argparse.BooleanOptionalAction,
@@ -127,6 +130,7 @@ def train_config(args: argparse.Namespace, data: dict[str, Path]) -> TrainConfig
                 "dads": apo if args.dads is None else args.dads,
                 "stcr": apo if args.stcr is None else args.stcr,
                 "beta": args.beta,
+                "stcr_base": args.stcr_base,
             },
             "optim": {"lr": args.lr, "warmup_ratio": 0.0},
             "batch": {

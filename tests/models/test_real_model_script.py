@@ -70,3 +70,11 @@ def test_the_report_has_one_row_per_measure(script, tmp_path, k):
     assert table.count("| held-out stories") == (2 if k == 1 else 3)
     assert ("pass@4" in table) == (k == 4) and table.count("pass@1") == 1  # the sampled row
     assert "| held-out stories, greedy | 35.0% | 45.0% | +10.0 points |" in table
+
+
+def test_the_shaping_strength_reaches_the_config(script, tmp_path):
+    args = script.parse_args(["--output", str(tmp_path), "--beta", "0.04", "--stcr-base", "1.2"])
+    config = script.train_config(args, script.write_data(tmp_path / "data", args))
+    assert (config.algorithm.beta, config.algorithm.stcr_base) == (0.04, 1.2)
+    official = script.parse_args(["--output", str(tmp_path)])
+    assert (official.beta, official.stcr_base) == (1e-3, 1.00001)

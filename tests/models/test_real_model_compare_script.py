@@ -1,0 +1,80 @@
+"""scripts/real_model_compare.py: finished runs are kept and summarised, paired by seed
+(no model needed: the runs here are their files)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.trainer.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def script():
+    path = ROOT / "scripts" / "real_model_compare.py"
+    spec = importlib.util.spec_from_file_location("real_model_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def finished_run(folder, greedy, kl_last):
+    """A run folder as scripts/real_model.py leaves it, with the figures given."""
+    folder.mkdir(parents=True)
+    figures = {
+        "greedy_before": 0.35,
+        "greedy_after": greedy,
+        "sampled_after": greedy - 0.1,
+        "other_greedy_after": 0.4,
+        "length_correct_mean_after": 19.0,
+        "length_incorrect_mean_after": 20.0,
+    }
+    (folder / "real_model.json").write_text(json.dumps(figures))
+    steps = [{"step": s, "kl/mean": 1.0, "entropy/mean": 0.1} for s in range(1, 16)]
+    steps += [{"step": s, "kl/mean": kl_last, "entropy/mean": 0.1} for s in range(16, 21)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+
+
+def test_finished_runs_are_summarised_and_paired_by_seed(script, tmp_path):
+    output = tmp_path / "compare"
+    runs = {("GRPO", 0): (0.40, 0.02), ("GRPO", 1): (0.44, 0.04),
+            ("APO", 0): (0.50, 0.03), ("APO", 1): (0.48, 0.05)}  # fmt: skip
+    for (variant, seed), (greedy, kl) in runs.items():
+        finished_run(script.run_folder(output, variant, seed), greedy, kl)
+    results = tmp_path / "results.json"
+    code = script.main(
+        ["--output", str(output), "--variants", "APO", "GRPO", "--results", str(results)]
+    )
+    assert code == 0  # every run had finished: nothing was started
+    text = (output / "compare.md").read_text()
+    # greedy: GRPO 40 and 44 (mean 42.0, sd 2.8); APO 50 and 48; APO - GRPO: +10, +4
+    assert "| GRPO | 42.0 ± 2.8 |" in text and "| APO | 49.0 ± 1.4 |" in text
+    assert "| APO | +7.0 ± 4.2 |" in text
+    # KL is the mean of the last five steps only: 0.02 and 0.04 for GRPO
+    [grpo] = [line for line in text.splitlines() if line.startswith("| GRPO |")]
+    assert "| 0.03 ± 0.014 |" in grpo
+    assert "DADS" not in text  # its variant did not run
+    figures = json.loads(results.read_text())
+    assert [r["greedy"] for r in figures["runs"]["GRPO"]] == [0.40, 0.44]
+
+
+def test_an_unfinished_run_is_started_again(script, tmp_path, monkeypatch):
+    output = tmp_path / "compare"
+    finished_run(script.run_folder(output, "GRPO", 0), 0.4, 0.02)
+    partial = script.run_folder(output, "APO", 0)
+    partial.mkdir(parents=True)
+    (partial / "metrics.jsonl").write_text("")
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        finished_run(partial, 0.5, 0.03)  # what the real script would leave
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    script.main(["--output", str(output), "--seeds", "0", "--variants", "GRPO", "APO"])
+    [command] = commands  # GRPO had finished; APO ran, reusing GRPO's start evaluation
+    assert command[command.index("--algorithm") + 1] == "apo"
+    assert command[command.index("--start-eval-from") + 1] == str(
+        script.run_folder(output, "GRPO", 0)
+    )
