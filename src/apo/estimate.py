@@ -27,6 +27,10 @@ Activation Recomputation in Large Transformer Models"), redone for the layers
 apo actually runs (Hugging Face's Qwen2/Llama decoder: RMSNorm computed in
 float32, grouped-query attention through SDPA, SwiGLU MLP, no dropout), see
 :func:`layer_activation_bytes`.
+
+:func:`estimate_memory` adds up one function per quantity (:func:`model_state_bytes`,
+:func:`saved_activation_bytes`, :func:`update_transient_bytes`,
+:func:`log_prob_pass_bytes`, :func:`generation_bytes`, ...), each with its formula.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 from apo.config import TrainConfig
+from apo.models.config import resolve_reference_kind
 
 GIB = 2**30
 # The CUDA context and kernel images: held by the driver, outside torch's allocator
@@ -327,6 +332,310 @@ def forward_working_bytes(hidden: int, intermediate: int, kv_fraction: float, e:
 
 # ------------------------------------------------------------------ the estimate
 
+# What every phase holds (once the first optimizer step has created AdamW's moments).
+PERSISTENT = [
+    "CUDA context",
+    "policy weights",
+    "reference model",
+    "LoRA adapters",
+    "AdamW states",
+    "DDP gradient buckets",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The sizes every phase's arithmetic reads: lengths and dtypes of one config."""
+
+    prompt: int  # tokens of the longest prompt, image tokens included
+    images: int  # language-model tokens of its images (0 without a vision encoder)
+    patches: int  # vision-encoder patches of those images
+    sequence: int  # prompt + rollout.max_new_tokens: every sequence at its worst case
+    weight_bytes: int  # bytes per weight of model.dtype ('auto' is bf16)
+    e: int  # bytes per activation: bf16 under mixed precision, else the weights'
+    flash: bool  # flash attention: no attention mask is materialised
+    eager: bool  # eager attention: the [a, s, s] softmax is kept
+
+
+def workload(
+    config: TrainConfig, shape: ModelShape, prompt_tokens: int | None, image_tokens: int | None
+) -> Workload:
+    """The :class:`Workload` of ``config``: the prompt is ``prompt_tokens`` (default
+    ``data.max_prompt_length``), its images ``min(prompt, image_tokens)`` tokens (default
+    the whole prompt), of ``patches_per_token`` patches each."""
+    prompt = prompt_tokens or config.data.max_prompt_length
+    if prompt is None:
+        raise ValueError("data.max_prompt_length is None: give the longest prompt's tokens")
+    images = min(prompt, image_tokens if image_tokens is not None else prompt)
+    if not shape.vision_layers:
+        images = 0
+    weight_bytes = 2 if config.model.dtype == "auto" else DTYPE_BYTES[config.model.dtype]
+    return Workload(
+        prompt=prompt,
+        images=images,
+        patches=images * shape.patches_per_token,
+        sequence=prompt + config.rollout.max_new_tokens,
+        weight_bytes=weight_bytes,
+        e=2 if config.training.precision != "no" else weight_bytes,
+        flash=config.model.attn_implementation == "flash_attention_2",
+        eager=config.model.attn_implementation == "eager",
+    )
+
+
+def reference_placement(config: TrainConfig) -> str:
+    """Where the reference lives: the resolved ``reference.kind`` (``copy``,
+    ``adapter_disabled``, ``none``), or ``elsewhere`` for a copy off the GPU."""
+    kind = resolve_reference_kind(config.reference.kind, config.lora.enabled)
+    device = config.reference.device
+    if kind == "copy" and device not in (None, "cuda") and not str(device).startswith("cuda"):
+        return "elsewhere"
+    return kind
+
+
+def model_state_bytes(
+    config: TrainConfig, shape: ModelShape, w: Workload, reference: str, processes: int
+) -> dict[str, int]:
+    """Weights, the trainable parameters' gradients and optimizer state.
+
+    With P parameters, T trainable ones of t bytes, w bytes per weight:
+
+    - policy weights ``P w``; a reference copy on the GPU ``P x`` its dtype's bytes
+      (``reference.dtype``, default w), else 0;
+    - T, t: the adapters' parameters in float32 (peft) with LoRA, else P (less the
+      vision encoder's when it is frozen) in the weights' dtype;
+    - LoRA adapters ``T t`` (0 without LoRA), gradients ``T t``, AdamW's two moments
+      ``2 T t`` (torch.optim.AdamW keeps them in the parameter's dtype; apo keeps no
+      float32 master weights), DDP's gradient buckets ``T t`` with several processes.
+    """
+    reference_bytes = DTYPE_BYTES.get(config.reference.dtype or "", w.weight_bytes)
+    if config.lora.enabled:
+        trainable, trainable_bytes = shape.lora_parameters, 4  # peft: float32 adapters
+    else:
+        frozen = shape.vision_parameters if config.model.freeze_vision_tower else 0
+        trainable, trainable_bytes = shape.parameters - frozen, w.weight_bytes
+    state = trainable * trainable_bytes
+    return {
+        "policy weights": shape.parameters * w.weight_bytes,
+        "reference model": shape.parameters * reference_bytes if reference == "copy" else 0,
+        "LoRA adapters": state if config.lora.enabled else 0,
+        "gradients": state,
+        "AdamW states": 2 * state,
+        "DDP gradient buckets": state if processes > 1 else 0,
+    }
+
+
+def update_micro_batch(config: TrainConfig, sequence: int) -> tuple[int, int]:
+    """(rows, tokens) of one update micro-batch: ``batch.micro_batch_size`` rows of
+    ``sequence`` tokens, or, with ``batch.max_tokens_per_micro_batch`` = m,
+    ``max(m, sequence)`` tokens in ``max(1, tokens // sequence)`` rows."""
+    rows = config.batch.micro_batch_size
+    tokens = rows * sequence
+    if config.batch.max_tokens_per_micro_batch is not None:
+        tokens = max(config.batch.max_tokens_per_micro_batch, sequence)
+        rows = max(1, tokens // sequence)
+    return rows, tokens
+
+
+def vision_encoder_trains(config: TrainConfig, shape: ModelShape) -> bool:
+    """Whether the vision encoder keeps activations for the backward: when it trains,
+    and also under LoRA with gradient checkpointing (transformers then makes the input
+    embeddings require grad, the patch embeddings too, so the frozen encoder builds a
+    graph and the backward runs through it; seen on the tiny model)."""
+    lora, model = config.lora.enabled, config.model
+    return bool(shape.vision_layers) and (
+        (not lora and not model.freeze_vision_tower) or (lora and model.gradient_checkpointing)
+    )
+
+
+def layer_working_bytes(shape: ModelShape, e: int) -> int:
+    """Per token: one decoder layer's working memory while it runs
+    (:func:`forward_working_bytes` with the model's kv_heads / heads)."""
+    return forward_working_bytes(shape.hidden, shape.intermediate, shape.kv_heads / shape.heads, e)
+
+
+def vision_working_bytes(shape: ModelShape, e: int) -> int:
+    """Per patch: one vision-encoder block's working memory (all heads are KV heads)."""
+    return forward_working_bytes(shape.vision_hidden, shape.vision_intermediate, 1.0, e)
+
+
+def vision_recorded_bytes(shape: ModelShape, w: Workload) -> int:
+    """Per row: the vision encoder's block outputs recorded under
+    ``output_hidden_states`` (transformers' ``_can_record_outputs``), kept until the
+    forward returns: ``patches (vision_layers + 1) e vision_hidden``."""
+    return w.patches * (shape.vision_layers + 1) * w.e * shape.vision_hidden
+
+
+def saved_activation_bytes(
+    config: TrainConfig, shape: ModelShape, w: Workload, rows: int, tokens: int
+) -> tuple[int, int]:
+    """Bytes one update micro-batch saves for the backward: (without gradient
+    checkpointing, with it).
+
+    Per token, L layers of :func:`layer_activation_bytes` each (a) plus what is kept
+    anyway, k = ``L e h`` (every layer's output: the model is called with
+    ``output_hidden_states``; also what checkpointing keeps) ``+ (4 + e) h`` (the final
+    norm): without checkpointing ``tokens (L a + k)``, with it ``tokens (a + k)``.
+    A vision encoder that trains (:func:`vision_encoder_trains`) adds, per patch of the
+    ``rows`` prompts, ``L_v a_v`` without and ``a_v + L_v e h_v`` with checkpointing.
+    """
+    lora, e = config.lora.enabled, w.e
+    per_layer = layer_activation_bytes(
+        shape.hidden,
+        shape.intermediate,
+        shape.heads,
+        shape.kv_heads,
+        activation_bytes=e,
+        lora_input_features=shape.lora_input_features if lora else None,
+        adapter_input_bytes=e if config.training.precision != "no" else 4,
+        eager_attention_tokens=w.sequence if w.eager else 0,
+    )
+    kept_outputs = shape.layers * e * shape.hidden + (4 + e) * shape.hidden
+    without = tokens * (shape.layers * per_layer + kept_outputs)
+    with_ = tokens * (per_layer + kept_outputs)
+    if vision_encoder_trains(config, shape):
+        vision_layer = layer_activation_bytes(
+            shape.vision_hidden,
+            shape.vision_intermediate,
+            shape.vision_heads,
+            shape.vision_heads,
+            activation_bytes=e,
+        )
+        vision_patches = rows * w.patches
+        without += vision_patches * shape.vision_layers * vision_layer
+        with_ += vision_patches * (vision_layer + shape.vision_layers * e * shape.vision_hidden)
+    return without, with_
+
+
+def update_transient_bytes(
+    config: TrainConfig, shape: ModelShape, w: Workload, rows: int, tokens: int
+) -> int:
+    """Bytes an update micro-batch holds on top of what it saves.
+
+    The attention mask ``rows s^2`` (bool; e bytes each under eager attention; none
+    with flash attention), and the larger of one decoder layer's working memory
+    ``tokens x`` :func:`layer_working_bytes` (its forward, or its recomputation and
+    backward) and, when the vision encoder runs untrained (LoRA, frozen tower) before
+    the decoder layers, its working memory ``rows patches x``
+    :func:`vision_working_bytes` and its recorded outputs
+    (:func:`vision_recorded_bytes`, per row).
+    """
+    mask = 0 if w.flash else rows * w.sequence * w.sequence * (w.e if w.eager else 1)
+    trains = vision_encoder_trains(config, shape)
+    untrained_vision = 0 if trains else rows * w.patches * vision_working_bytes(shape, w.e)
+    transient = max(tokens * layer_working_bytes(shape, w.e), untrained_vision)
+    if not trains:
+        transient += rows * vision_recorded_bytes(shape, w)
+    return mask + transient
+
+
+def output_head_bytes(chunk: int, response_tokens: int, vocab: int, per_entry: int) -> int:
+    """One log-prob chunk of the output head: ``min(chunk, response tokens) x vocab x
+    per_entry`` (:data:`HEAD_BYTES_TRAIN` or :data:`HEAD_BYTES_NO_GRAD`)."""
+    return min(chunk, response_tokens) * vocab * per_entry
+
+
+def log_prob_pass_bytes(config: TrainConfig, shape: ModelShape, w: Workload, rows: int) -> int:
+    """Activations of one no-grad log-prob pass (reference, old log-probs) over
+    r = ``batch.logprob_batch_size`` rows (default the update micro-batch's ``rows``).
+
+    ``r s ((L + 1) e h + working)`` (every hidden state, kept by
+    ``output_hidden_states``, and one layer's :func:`layer_working_bytes`)
+    ``+ r x`` :func:`vision_recorded_bytes` ``+ r s^2`` (the mask; none with flash
+    attention) + the no-grad output-head chunk over ``r x max_new_tokens`` tokens.
+    """
+    lp_rows = config.batch.logprob_batch_size or rows
+    hidden_states = (shape.layers + 1) * w.e * shape.hidden + layer_working_bytes(shape, w.e)
+    head = output_head_bytes(
+        config.batch.logprob_chunk_size,
+        lp_rows * config.rollout.max_new_tokens,
+        shape.vocab,
+        HEAD_BYTES_NO_GRAD,
+    )
+    return (
+        lp_rows * w.sequence * hidden_states
+        + lp_rows * vision_recorded_bytes(shape, w)
+        + (0 if w.flash else lp_rows * w.sequence * w.sequence)
+        + head
+    )
+
+
+@dataclass(frozen=True)
+class RolloutRows:
+    """How many rows one generation call runs at once."""
+
+    prompts: int  # rollout.max_batch_size prompts of this process's share, at most
+    copies: int  # responses per prompt: G, or 1 for the native engine's greedy decoding
+    rows: int  # prompts x copies: the rows decoding together
+    prefill_rows: int  # the native engine prefills each distinct prompt once; generate all rows
+
+
+def rollout_rows(config: TrainConfig, processes: int) -> RolloutRows:
+    """The :class:`RolloutRows` of one generation call on one of ``processes``: each
+    takes ``min(rollout.max_batch_size, ceil(prompts_per_step / processes))`` prompts;
+    the native engine runs the prefill on the distinct prompts and repeats their cache
+    G times (greedy: once), generate repeats the prompts before the prefill."""
+    rollout = config.rollout
+    per_process = math.ceil(config.batch.prompts_per_step / processes)
+    prompts = min(rollout.max_batch_size, per_process)
+    native = rollout.engine == "native"
+    copies = 1 if rollout.temperature == 0 and native else rollout.group_size
+    return RolloutRows(prompts, copies, prompts * copies, prompts if native else prompts * copies)
+
+
+def generation_bytes(
+    config: TrainConfig, shape: ModelShape, w: Workload, gen: RolloutRows
+) -> dict[str, int]:
+    """The rollout's own memory, with K = ``2 L kv_heads head_dim w`` bytes of KV cache
+    per token:
+
+    - KV cache: ``rows s K`` for every row generating at once; with the native engine
+      and several copies, at least ``(prefill rows + rows) prompt K`` (the prefill's
+      cache and its repeat, held together);
+    - prefill working memory: the larger of one layer's
+      ``prefill rows x prompt x`` :func:`layer_working_bytes` plus the mask
+      ``prefill rows x prompt^2`` (none with flash attention), and the vision encoder's
+      ``prefill rows x patches x`` :func:`vision_working_bytes`;
+    - sampling logits: ``rows x vocab x`` (:data:`SAMPLING_BYTES`, plus
+      :data:`TOP_P_BYTES` with top-p < 1) for one decoding step.
+    """
+    rollout = config.rollout
+    kv_per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * w.weight_bytes
+    cache = gen.rows * w.sequence * kv_per_token
+    if rollout.engine == "native" and gen.copies > 1:
+        cache = max(cache, (gen.prefill_rows + gen.rows) * w.prompt * kv_per_token)
+    prefill_mask = 0 if w.flash else gen.prefill_rows * w.prompt * w.prompt
+    prefill = max(
+        gen.prefill_rows * w.prompt * layer_working_bytes(shape, w.e) + prefill_mask,
+        gen.prefill_rows * w.patches * vision_working_bytes(shape, w.e),
+    )
+    sampling = SAMPLING_BYTES + (TOP_P_BYTES if rollout.top_p < 1 else 0)
+    return {
+        "KV cache (rollout)": cache,
+        "prefill working memory": prefill,
+        "sampling logits": gen.rows * shape.vocab * sampling,
+    }
+
+
+def phase_components(log_prob_passes: bool) -> dict[str, list[str]]:
+    """The components each phase of a step holds: :data:`PERSISTENT` and its own."""
+    held = {
+        "generation": [
+            *PERSISTENT,
+            "KV cache (rollout)",
+            "prefill working memory",
+            "sampling logits",
+        ]
+    }
+    if log_prob_passes:
+        held["log-prob passes"] = [*PERSISTENT, "log-prob pass activations"]
+    held["update"] = [
+        *PERSISTENT,
+        "gradients",
+        "activations (update micro-batch)",
+        "output-head chunk (update)",
+    ]
+    return held
+
 
 def estimate_memory(
     config: TrainConfig,
@@ -347,191 +656,39 @@ def estimate_memory(
             the prompt (the largest images the prompt length allows). Only the
             vision encoder's activations and working memory depend on it.
     """
-    model, rollout, batch = config.model, config.rollout, config.batch
+    rollout, batch = config.rollout, config.batch
+    w = workload(config, shape, prompt_tokens, image_tokens)
     notes: list[str] = []
-    prompt = prompt_tokens or config.data.max_prompt_length
-    if prompt is None:
-        raise ValueError("data.max_prompt_length is None: give the longest prompt's tokens")
-    images = min(prompt, image_tokens if image_tokens is not None else prompt)
-    if not shape.vision_layers:
-        images = 0
-    patches = images * shape.patches_per_token
-    sequence = prompt + rollout.max_new_tokens
-
-    # Weights: model.dtype ('auto' is bf16 on a GPU that supports it).
-    weight_bytes = 2 if model.dtype == "auto" else DTYPE_BYTES[model.dtype]
-    e = 2 if config.training.precision != "no" else weight_bytes  # activation dtype
-    flash = model.attn_implementation == "flash_attention_2"
-    eager = model.attn_implementation == "eager"
-    components: dict[str, int] = {}
-    components["policy weights"] = shape.parameters * weight_bytes
-
-    # The frozen reference: a copy unless LoRA's adapter-disabled base is used.
-    kind = config.reference.kind
-    if kind == "auto":
-        kind = "adapter_disabled" if config.lora.enabled else "copy"
-    if (
-        kind == "copy"
-        and config.reference.device not in (None, "cuda")
-        and not str(config.reference.device).startswith("cuda")
-    ):
+    reference = reference_placement(config)
+    if reference == "elsewhere":
         notes.append(f"reference copy on {config.reference.device}: not on the GPU")
-        kind = "elsewhere"
-    reference_bytes = DTYPE_BYTES.get(config.reference.dtype or "", weight_bytes)
-    components["reference model"] = shape.parameters * reference_bytes if kind == "copy" else 0
+    components = model_state_bytes(config, shape, w, reference, processes)
 
-    # Trainable parameters, their gradients and AdamW's two moments (torch.optim.AdamW
-    # keeps them in the parameter's dtype; apo keeps no float32 master weights).
-    if config.lora.enabled:
-        trainable, trainable_bytes = shape.lora_parameters, 4  # peft: float32 adapters
-        components["LoRA adapters"] = trainable * trainable_bytes
-    else:
-        trainable = shape.parameters - (shape.vision_parameters if model.freeze_vision_tower else 0)
-        trainable_bytes = weight_bytes
-        components["LoRA adapters"] = 0
-    components["gradients"] = trainable * trainable_bytes
-    components["AdamW states"] = 2 * trainable * trainable_bytes
-    components["DDP gradient buckets"] = trainable * trainable_bytes if processes > 1 else 0
+    rows, tokens = update_micro_batch(config, w.sequence)
+    without, with_ = saved_activation_bytes(config, shape, w, rows, tokens)
+    transient = update_transient_bytes(config, shape, w, rows, tokens)
+    checkpointing = config.model.gradient_checkpointing
+    saved, other_choice = (with_, without) if checkpointing else (without, with_)
+    components["activations (update micro-batch)"] = saved + transient
+    components["output-head chunk (update)"] = output_head_bytes(
+        batch.logprob_chunk_size, rows * rollout.max_new_tokens, shape.vocab, HEAD_BYTES_TRAIN
+    )
+    other = f"activations {'without' if checkpointing else 'with'} gradient checkpointing"
+    alternatives = {other: other_choice + transient}
 
-    # Activations of one micro-batch in the update.
-    rows = batch.micro_batch_size
-    tokens = rows * sequence
-    if batch.max_tokens_per_micro_batch is not None:
-        tokens = max(batch.max_tokens_per_micro_batch, sequence)
-        rows = max(1, tokens // sequence)
-    lora_inputs = shape.lora_input_features if config.lora.enabled else None
-    per_layer = layer_activation_bytes(
-        shape.hidden,
-        shape.intermediate,
-        shape.heads,
-        shape.kv_heads,
-        activation_bytes=e,
-        lora_input_features=lora_inputs,
-        adapter_input_bytes=e if config.training.precision != "no" else 4,
-        eager_attention_tokens=sequence if eager else 0,
-    )
-    # The model is called with output_hidden_states=True (apo.models.logprobs): every
-    # layer's output is kept (e h per token and layer); they are also what checkpointing
-    # keeps. Plus the final norm (4h + e h).
-    kept_outputs = shape.layers * e * shape.hidden + (4 + e) * shape.hidden
-    without = tokens * (shape.layers * per_layer + kept_outputs)
-    with_ = tokens * (per_layer + kept_outputs)
-    # The vision encoder keeps activations when it trains, and also under LoRA with
-    # gradient checkpointing: transformers then makes the input embeddings require
-    # grad, the patch embeddings too, so the frozen encoder builds a graph and the
-    # backward runs through it (seen on the tiny model).
-    vision_trained = shape.vision_layers and (
-        (not config.lora.enabled and not model.freeze_vision_tower)
-        or (config.lora.enabled and model.gradient_checkpointing)
-    )
-    if vision_trained:
-        vision_layer = layer_activation_bytes(
-            shape.vision_hidden,
-            shape.vision_intermediate,
-            shape.vision_heads,
-            shape.vision_heads,
-            activation_bytes=e,
-        )
-        vision_patches = rows * patches
-        without += vision_patches * shape.vision_layers * vision_layer
-        with_ += vision_patches * (vision_layer + shape.vision_layers * e * shape.vision_hidden)
-    mask = 0 if flash else rows * sequence * sequence * (e if eager else 1)
-    # On top of what is stored: one layer's working memory while it runs (forward, or
-    # its recomputation and backward), or the vision encoder's when it runs untrained
-    # (LoRA, frozen tower) before the decoder layers.
-    kv_fraction = shape.kv_heads / shape.heads
-    working = forward_working_bytes(shape.hidden, shape.intermediate, kv_fraction, e)
-    vision_working = forward_working_bytes(shape.vision_hidden, shape.vision_intermediate, 1.0, e)
-    # output_hidden_states also makes the vision encoder record every block's output
-    # (transformers' _can_record_outputs), kept until the forward returns.
-    vision_recorded = patches * (shape.vision_layers + 1) * e * shape.vision_hidden
-    transient = max(tokens * working, 0 if vision_trained else rows * patches * vision_working)
-    if not vision_trained:
-        transient += rows * vision_recorded
-    activations = (with_ if model.gradient_checkpointing else without) + mask + transient
-    components["activations (update micro-batch)"] = activations
-    alternative = (without if model.gradient_checkpointing else with_) + mask + transient
-    label = "without" if model.gradient_checkpointing else "with"
-    components_alt = f"activations {label} gradient checkpointing"
-    response_tokens = rows * rollout.max_new_tokens
-    components["output-head chunk (update)"] = (
-        min(batch.logprob_chunk_size, response_tokens) * shape.vocab * HEAD_BYTES_TRAIN
-    )
-
-    # The no-grad log-prob passes: all hidden states kept (output_hidden_states), one
-    # layer's working memory, the mask and the head chunk.
-    lp_rows = batch.logprob_batch_size or rows
-    lp_tokens = lp_rows * sequence
-    components["log-prob pass activations"] = (
-        lp_tokens * ((shape.layers + 1) * e * shape.hidden + working)
-        + lp_rows * vision_recorded
-        + (0 if flash else lp_rows * sequence * sequence)
-        + min(batch.logprob_chunk_size, lp_rows * rollout.max_new_tokens)
-        * shape.vocab
-        * HEAD_BYTES_NO_GRAD
-    )
-    log_prob_passes = config.algorithm.beta > 0 and kind != "none"
-    off_policy = config.off_policy
-
-    # The rollout: the KV cache of every row generating at once. Each call takes
-    # rollout.max_batch_size prompts of this process's share; the native engine runs
-    # the prefill on the distinct prompts and repeats their cache G times (greedy:
-    # once); generate repeats the prompts before the prefill.
-    per_process = math.ceil(batch.prompts_per_step / processes)
-    prompts_at_once = min(rollout.max_batch_size, per_process)
-    copies = 1 if rollout.temperature == 0 and rollout.engine == "native" else rollout.group_size
-    gen_rows = prompts_at_once * copies
-    prefill_rows = prompts_at_once if rollout.engine == "native" else gen_rows
-    kv_per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * weight_bytes
-    cache = gen_rows * sequence * kv_per_token
-    if rollout.engine == "native" and copies > 1:  # the prefill's cache and its repeat
-        cache = max(cache, (prefill_rows + gen_rows) * prompt * kv_per_token)
-    components["KV cache (rollout)"] = cache
-    prefill_mask = 0 if flash else prefill_rows * prompt * prompt
-    components["prefill working memory"] = max(
-        prefill_rows * prompt * working + prefill_mask,
-        prefill_rows * patches * vision_working,
-    )
-    sampling = SAMPLING_BYTES + (TOP_P_BYTES if rollout.top_p < 1 else 0)
-    components["sampling logits"] = gen_rows * shape.vocab * sampling
+    components["log-prob pass activations"] = log_prob_pass_bytes(config, shape, w, rows)
+    gen = rollout_rows(config, processes)
+    components |= generation_bytes(config, shape, w, gen)
     components["CUDA context"] = CUDA_CONTEXT_BYTES
 
-    persistent = [
-        "CUDA context",
-        "policy weights",
-        "reference model",
-        "LoRA adapters",
-        "AdamW states",
-        "DDP gradient buckets",
-    ]
-    phases = {
-        "generation": [
-            *persistent,
-            "KV cache (rollout)",
-            "prefill working memory",
-            "sampling logits",
-        ],
-    }
-    if log_prob_passes or off_policy:
-        phases["log-prob passes"] = [*persistent, "log-prob pass activations"]
-    else:
+    log_prob_passes = (config.algorithm.beta > 0 and reference != "none") or config.off_policy
+    if not log_prob_passes:
         notes.append("no log-prob pass: on-policy with beta = 0")
-    phases["update"] = [
-        *persistent,
-        "gradients",
-        "activations (update micro-batch)",
-        "output-head chunk (update)",
-    ]
     notes += [
-        f"sequences of {prompt} prompt + {rollout.max_new_tokens} new tokens, "
-        f"{images} of them image tokens ({patches} patches)",
-        f"rollout: {prompts_at_once} prompts x {copies} = {gen_rows} rows at once "
+        f"sequences of {w.prompt} prompt + {rollout.max_new_tokens} new tokens, "
+        f"{w.images} of them image tokens ({w.patches} patches)",
+        f"rollout: {gen.prompts} prompts x {gen.copies} = {gen.rows} rows at once "
         f"({rollout.engine} engine), update micro-batch {rows} rows",
         f"DDP over {processes} process(es): every process holds everything",
     ]
-    return MemoryEstimate(
-        components=components,
-        phases=phases,
-        notes=notes,
-        alternatives={components_alt: alternative},
-    )
+    return MemoryEstimate(components, phase_components(log_prob_passes), notes, alternatives)

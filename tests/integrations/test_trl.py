@@ -6,6 +6,7 @@ are TRL's own paths, not run here).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -22,8 +23,15 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoProcessor, TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from apo.algorithms import apo_objective, shape_advantages  # noqa: E402
-from apo.integrations.trl import TESTED_TRL, APOConfig, APOTrainer  # noqa: E402
+from apo.algorithms import AlgorithmConfig, apo_objective, shape_advantages  # noqa: E402
+from apo.integrations.trl import (  # noqa: E402
+    APO_FIELDS,
+    LOSS_SIDE,
+    SET_BY_TRL,
+    TESTED_TRL,
+    APOConfig,
+    APOTrainer,
+)
 from tests.helpers import image  # noqa: E402
 from tests.trainer.conftest import ROOT  # noqa: E402
 
@@ -291,6 +299,45 @@ def test_apo_config_has_the_official_defaults(tmp_path):
         "seq-mean-token-mean",
         0.2,
     )
+
+
+def test_the_apo_fields_are_algorithm_config_fields_with_their_default_and_help():
+    fields = {f.name: f for f in dataclasses.fields(APOConfig)}
+    assert {"dads", "stcr", "stcr_base", "dads_schedule"} <= set(APO_FIELDS)
+    for name in APO_FIELDS:
+        info = AlgorithmConfig.model_fields[name]
+        assert (fields[name].default, fields[name].metadata["help"]) == (
+            info.default,
+            info.description,
+        ), name
+
+
+def test_every_apo_field_shapes_the_advantages_or_the_kl_weights():
+    """An AlgorithmConfig knob that only the loss reads would be an APOConfig field that
+    does nothing (TRL computes the loss): it belongs in LOSS_SIDE."""
+    source = inspect.getsource(shape_advantages)
+    for name in APO_FIELDS:
+        assert f"config.{name}" in source, f"{name}: not read by shape_advantages"
+    assert not (SET_BY_TRL | LOSS_SIDE) - set(AlgorithmConfig.model_fields)  # no stale name
+
+
+def test_hf_argument_parser_parses_the_apo_fields_with_their_help(tmp_path):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(APOConfig)
+    (args,) = parser.parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--use_cpu", "true", "--correctness_reward", "lucky",
+         "--stcr_base", "1.2", "--dads_schedule", "exp_decay", "--no_stcr"]
+    )  # fmt: skip
+    assert isinstance(args, APOConfig)
+    assert (args.stcr_base, args.dads_schedule) == (1.2, "exp_decay")
+    assert not args.stcr and args.dads  # --no_stcr; dads keeps its default
+    assert args.algorithm_config().stcr_base == 1.2
+    # argparse wraps the help (at spaces and hyphens): compare without whitespace
+    help_text = "".join(parser.format_help().split())
+    for name in APO_FIELDS:
+        description = AlgorithmConfig.model_fields[name].description
+        assert f"--{name}" in help_text and "".join(description.split()) in help_text, name
 
 
 def test_the_installed_trl_is_a_tested_version():

@@ -26,15 +26,16 @@ training plain GRPO.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import torch
 from packaging.version import Version
+from pydantic.fields import FieldInfo
 from trl import GRPOConfig, GRPOTrainer
 from trl import __version__ as trl_version
 
-from apo.algorithms import OFFICIAL_BETA, OFFICIAL_STCR_BASE, AlgorithmConfig, shape_advantages
+from apo.algorithms import OFFICIAL_BETA, AlgorithmConfig, shape_advantages
 
 TESTED_TRL = (Version("1.16"), Version("1.17"))
 """TRL versions APOTrainer is tested with: from the first (included) to the second (excluded)."""
@@ -50,52 +51,76 @@ LOSS_AGGREGATIONS = {
 SCALE_REWARDS_ADVANTAGE = {"group": "grpo", "none": "dr_grpo"}
 
 
-def _help(text: str) -> dict[str, Any]:
+# AlgorithmConfig fields that are no APOConfig field: those a TRL option sets (see
+# APOConfig.algorithm_config) and the loss-side knobs, which TRL's own loss has or lacks
+# (APOTrainer changes only the advantages and the KL weights). Every other field shapes
+# the advantages or KL weights and becomes an APOConfig field, with its default and help.
+SET_BY_TRL = frozenset(
+    {"advantage", "unbiased_std", "beta", "kl_estimator", "eps_low", "eps_high", "aggregation"}
+)
+LOSS_SIDE = frozenset(
+    {
+        "kl_clamp",
+        "dual_clip",
+        "ppo_epochs",
+        "filter_uniform_groups",
+        "importance_sampling",
+        "importance_cap",
+        "overlong_filter",
+    }
+)
+APO_FIELDS = tuple(
+    name for name in AlgorithmConfig.model_fields if name not in SET_BY_TRL | LOSS_SIDE
+)
+"""The APOConfig fields taken from :class:`AlgorithmConfig` (dads, stcr, advantage_eps, ...)."""
+
+
+def _help(text: str | None) -> dict[str, Any]:
     return {"help": text}
 
 
+def _dataclass_field(info: FieldInfo) -> Any:
+    """A dataclass field with the default and help text of an AlgorithmConfig field."""
+    if info.default_factory is not None:
+        return field(default_factory=info.default_factory, metadata=_help(info.description))
+    return field(default=info.default, metadata=_help(info.description))
+
+
+# A dataclass base that HfArgumentParser reads like any other: APOConfig lists it before
+# GRPOConfig, so its fields come after TRL's (output_dir stays the first positional one).
+_AlgorithmFields = make_dataclass(
+    "_AlgorithmFields",
+    [
+        (name, info.annotation, _dataclass_field(info))
+        for name, info in AlgorithmConfig.model_fields.items()
+        if name in APO_FIELDS
+    ],
+    namespace={"__module__": __name__},  # else "types": where introspection would look
+)
+
+
 @dataclass
-class APOConfig(GRPOConfig):
+class APOConfig(_AlgorithmFields, GRPOConfig):
     """A ``GRPOConfig`` with the APO fields, and APO's official settings where TRL's differ.
+
+    The APO fields are those of :class:`~apo.algorithms.AlgorithmConfig` that shape the
+    advantages and KL weights (:data:`APO_FIELDS`: ``dads``, ``stcr``, ``stcr_base``,
+    ...), with their official defaults and help, and ``correctness_reward``.
 
     Official (docs/ALGORITHM.md) over TRL's defaults: ``beta`` 1e-3 (TRL: 0),
     ``loss_type`` ``grpo`` (per-response token mean, then batch mean; TRL: dapo),
-    ``use_bias_correction_kl`` False (the KL is not importance-weighted; TRL:
-    True) and ``advantage_eps`` 1e-9 (TRL adds a fixed 1e-4 to the group std).
-    Group advantages use the unbiased std, as TRL's. The optimiser settings of
-    the paper (Adam betas (0.9, 0.95), lr 1e-6, 3 % warm-up) are in
-    examples/trl_apo.py.
+    ``use_bias_correction_kl`` False (the KL is not importance-weighted; TRL: True)
+    and ``advantage_eps`` 1e-9 (TRL adds a fixed 1e-4 to the group std). Group
+    advantages use the unbiased std, as TRL's. The optimiser settings of the paper
+    (Adam betas (0.9, 0.95), lr 1e-6, 3 % warm-up) are in examples/trl_apo.py.
     """
 
-    dads: bool = field(
-        default=True,
-        metadata=_help("DADS: positive samples of harder prompts get a smaller KL weight."),
-    )
-    dads_schedule: str = field(
-        default="saturating",
-        metadata=_help("DADS weight schedule: saturating (official), exp_decay, constant."),
-    )
-    stcr: bool = field(
-        default=True,
-        metadata=_help("STCR: wrong answers longer than the group's correct ones lose more."),
-    )
-    stcr_base: float = field(
-        default=OFFICIAL_STCR_BASE, metadata=_help("STCR base (official 1.00001).")
-    )
-    stcr_negatives_only: bool = field(
-        default=False,
-        metadata=_help("Apply STCR only to negative advantages (official: every wrong answer)."),
-    )
     correctness_reward: str | None = field(
         default=None,
         metadata=_help(
             "Name of the reward function whose value 1 means the answer is correct (a function's "
             "__name__, as TRL logs it under rewards/NAME). Needed when dads or stcr is on."
         ),
-    )
-    advantage_eps: float = field(
-        default=1e-9,
-        metadata=_help("Added to the group reward std (official 1e-9; TRL's GRPOTrainer: 1e-4)."),
     )
     beta: float = field(
         default=OFFICIAL_BETA, metadata=_help("KL coefficient (official 1e-3; TRL: 0).")
@@ -119,16 +144,12 @@ class APOConfig(GRPOConfig):
     def algorithm_config(self) -> AlgorithmConfig:
         """The settings as ``apo.algorithms`` reads them."""
         return AlgorithmConfig(
-            dads=self.dads,
-            stcr=self.stcr,
+            **{name: getattr(self, name) for name in APO_FIELDS},
+            # SET_BY_TRL: TRL's options, or what its GRPOTrainer computes.
             advantage=SCALE_REWARDS_ADVANTAGE[self.scale_rewards],
-            advantage_eps=self.advantage_eps,
-            unbiased_std=True,
-            dads_schedule=self.dads_schedule,
-            stcr_base=self.stcr_base,
-            stcr_negatives_only=self.stcr_negatives_only,
+            unbiased_std=True,  # TRL's group std is unbiased
             beta=self.beta,
-            kl_estimator="k3",
+            kl_estimator="k3",  # TRL's per-token KL
             eps_low=self.epsilon,
             eps_high=self.epsilon_high,
             aggregation=LOSS_AGGREGATIONS[self.loss_type],
@@ -171,7 +192,15 @@ def check_compatible(args: GRPOConfig) -> None:
 
 class _PerResponseBeta(float):
     """TRL's ``beta`` with each response's DADS weight: ``beta * per_token_kl`` gives
-    ``per_token_kl * (beta * w_i)``. Compares and prints as the plain beta."""
+    ``per_token_kl * (beta * w_i)``. Compares and prints as the plain beta.
+
+    Why a number with its own product: TRL 1.16 computes the KL term inline in
+    ``GRPOTrainer._compute_loss`` (some 250 lines: log-probs, policy loss, aggregation
+    per loss type, entropy bonus, metrics), with no method of its own to override;
+    ``self.beta`` is the one quantity it reads that APO can hand a per-response value.
+    The alternatives copy that method, or add the KL term beside TRL's loss (a second
+    aggregation per loss type, and TRL's ``kl`` metric lost).
+    """
 
     weights: torch.Tensor
     used: bool

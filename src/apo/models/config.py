@@ -1,4 +1,4 @@
-"""The model settings: which policy to load and how, and its LoRA adapters.
+"""The model settings: which policy to load and how, its LoRA adapters, the reference kind.
 
 Light (pydantic only): the config imports this module, and reading settings never
 loads torch, transformers or peft.
@@ -6,7 +6,7 @@ loads torch, transformers or peft.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -87,3 +87,18 @@ class LoraConfig(Section):
         DEFAULT_EXCLUDE_MODULES,
         description="Module names (or one regex) never adapted; default: the vision tower.",
     )
+
+
+ReferenceKind = Literal["auto", "copy", "adapter_disabled", "none"]
+REFERENCE_KINDS: tuple[ReferenceKind, ...] = get_args(ReferenceKind)
+
+
+def resolve_reference_kind(kind: str, lora: bool) -> ReferenceKind:
+    """The reference a run uses: ``auto`` is the adapter-disabled base when the policy
+    has LoRA adapters (no second copy in memory), else a frozen copy; the other kinds
+    are themselves. ValueError for a kind not in :data:`REFERENCE_KINDS`."""
+    if kind not in REFERENCE_KINDS:
+        raise ValueError(f"unknown reference kind {kind!r}; allowed: {', '.join(REFERENCE_KINDS)}")
+    if kind == "auto":
+        return "adapter_disabled" if lora else "copy"
+    return kind

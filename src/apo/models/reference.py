@@ -11,17 +11,16 @@ Two ways to have one:
 from __future__ import annotations
 
 import copy
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from apo.models.config import ReferenceKind, resolve_reference_kind
 from apo.models.inputs import SequenceBatch
 from apo.models.logprobs import DEFAULT_CHUNK_SIZE, sequence_log_probs
 from apo.models.lora import has_adapters
 from apo.models.unwrap import unwrap_model
-
-ReferenceKind = Literal["auto", "copy", "adapter_disabled", "none"]
 
 
 class ReferencePolicy(Protocol):
@@ -99,15 +98,14 @@ def build_reference(
     """The reference for ``policy``; call before training changes it.
 
     ``auto`` uses the adapter-disabled base when the policy has LoRA adapters
-    (no second copy in memory) and a frozen copy otherwise; ``none`` gives None
-    (train without a KL term, beta = 0).
+    (no second copy in memory) and a frozen copy otherwise
+    (:func:`~apo.models.config.resolve_reference_kind`); ``none`` gives None (train
+    without a KL term, beta = 0).
     """
+    # has_adapters imports peft (seconds): asked only when the answer decides the kind.
+    kind = resolve_reference_kind(kind, lora=kind == "auto" and has_adapters(policy))
     if kind == "none":
         return None
-    if kind == "adapter_disabled" or (kind == "auto" and has_adapters(policy)):
+    if kind == "adapter_disabled":
         return AdapterDisabledReference(policy, chunk_size)
-    if kind in ("auto", "copy"):
-        return FrozenReference.copy_of(policy, device, dtype, chunk_size)
-    raise ValueError(
-        f"unknown reference kind {kind!r}; allowed: auto, copy, adapter_disabled, none"
-    )
+    return FrozenReference.copy_of(policy, device, dtype, chunk_size)
