@@ -10,7 +10,7 @@ from pathlib import Path
 
 import apo
 from apo.config import TrainConfig
-from apo.demo.run import start_model_path
+from apo.demo.settings import start_model_path
 from apo.rewards import RewardComponentConfig, RewardConfig
 from apo.tracking import read_metrics
 

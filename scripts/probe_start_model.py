@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from apo.demo.run import DemoSettings, start_model_path, task_splits
+from apo.demo.settings import DemoSettings, start_model_path, task_splits
 from apo.demo.warmup import probe
 from apo.models import ModelConfig, load_model
 

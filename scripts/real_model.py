@@ -38,7 +38,7 @@ from typing import Any
 
 from apo.config import TrainConfig, portable_config, without_training_only
 from apo.data.word_problems import few_shot_template, make_splits
-from apo.demo.run import noise_band
+from apo.demo.report import noise_band
 from apo.tracking import read_metrics
 
 

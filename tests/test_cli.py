@@ -54,6 +54,39 @@ def test_advantages_of_a_given_group_by_hand():
         assert expected in result.stdout
 
 
+def test_advantages_offers_every_shaping_setting_as_a_flag():
+    from apo.algorithms.config import SHAPING_FIELDS, AlgorithmConfig
+    from apo.cli import build_parser
+
+    advantages = build_parser()._subparsers._group_actions[0].choices["advantages"]
+    flags = {action.dest: action for action in advantages._actions}
+    for name in SHAPING_FIELDS:
+        field = AlgorithmConfig.model_fields[name]
+        assert flags[name].option_strings[0] == "--" + name.replace("_", "-")
+        assert flags[name].default == field.default
+        assert field.description in flags[name].help
+
+
+def test_advantages_flags_reach_the_shaping(capsys):
+    # rloo of rewards [1, 0]: each response minus the mean of the others, +-1
+    assert main(["advantages", "--rewards", "1", "0", "--advantage", "rloo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("+1.0000") == 2 and out.count("-1.0000") == 2  # GRPO and APO alike
+    assert main(["advantages", "--stcr-base", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "apo advantages: error: stcr_base: Input should be greater than 1 (got 1.0)"
+    )
+
+
+def test_eval_help_lists_every_benchmarks_splits():
+    result = run_apo("eval", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Splits (first: default): mathvista: testmini;" in text
+    assert "mmmu: validation, dev; custom: train, test, validation." in text
+
+
 def test_bad_input_is_a_clear_error():
     result = run_apo("advantages", "--rewards", "1,0", "--correct", "1,0", "--lengths", "1,2,3")
     assert result.returncode == 2

@@ -17,9 +17,9 @@ LAZY_PACKAGES = ["apo.algorithms", "apo.data", "apo.models", "apo.rewards", "apo
 HEAVY = ("torch", "transformers")
 
 
-def heavy_modules_after(code: str) -> list[str]:
-    """The heavy libraries a fresh Python process has imported after running ``code``."""
-    report = f"import sys; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+def heavy_modules_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``heavy`` libraries a fresh Python process has imported after running ``code``."""
+    report = f"import sys; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     source = str(SRC.parent)
     path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
@@ -50,6 +50,17 @@ def test_reading_a_config_and_its_reference_imports_no_torch_or_transformers():
 def test_parsing_the_command_line_imports_no_torch_or_transformers():
     code = "from apo.cli import build_parser\nbuild_parser().parse_args(['train', 'run.yaml'])"
     assert heavy_modules_after(code) == []
+
+
+def test_the_command_lines_help_imports_no_model_or_image_library():
+    """``apo --help`` builds every command's parser: none reads a benchmark module
+    (pyarrow, PIL) or a model library to describe itself."""
+    code = (
+        "import contextlib, io\nfrom apo.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])"
+    )
+    assert heavy_modules_after(code, (*HEAVY, "pyarrow", "PIL")) == []
 
 
 @pytest.mark.parametrize("name", LAZY_PACKAGES)

@@ -59,7 +59,7 @@ def test_readme_states_the_demos_facts_as_the_code_has_them():
     from safetensors import safe_open
 
     from apo.cli import build_parser
-    from apo.demo.run import START_MODEL, DemoSettings, demo_config
+    from apo.demo.settings import START_MODEL, DemoSettings, demo_config
 
     settings, text = DemoSettings(), demo_paragraph()
     assert (

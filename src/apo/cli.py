@@ -14,12 +14,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from apo import __version__
+from apo.algorithms.config import SHAPING_FIELDS, AlgorithmConfig
+from apo.algorithms.names import IMPORTANCE_MODES
 from apo.checkpoint import CheckpointError
+from apo.demo.compare import PAPER_VARIANTS, VARIANTS, run_compare
+from apo.demo.report import DemoResult, changes_summary, table_rows
+from apo.evaluation.config import BENCHMARK_NAMES
 from apo.evaluation.report import (
     comparability_warning,
     compare_table,
@@ -75,17 +80,29 @@ def _add_advantages_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--group-size", type=int, default=None, help="G (default: all responses form one group)"
     )
-    parser.add_argument("--method", default="grpo", help="advantage estimator")
-    parser.add_argument("--stcr-base", type=float, default=1.00001, help="STCR base (> 1)")
-    parser.add_argument(
-        "--dads-schedule", default="saturating", help="DADS weight schedule (official: saturating)"
-    )
-    parser.add_argument(
-        "--stcr-negatives-only",
-        action="store_true",
-        help="apply STCR only where the advantage is negative",
-    )
+    for name in SHAPING_FIELDS:
+        _add_field_flag(parser, AlgorithmConfig, name)
     parser.set_defaults(handler=_run_advantages)
+
+
+def _add_field_flag(parser: argparse.ArgumentParser, section: type[BaseModel], name: str) -> None:
+    """``--name-with-dashes`` for the field ``name`` of a settings section: its type,
+    default and description are the field's, so the flag follows the config."""
+    field = section.model_fields[name]
+    flag = "--" + name.replace("_", "-")
+    # "%" would start an argparse format specifier in the help
+    described = (field.description or "").replace("%", "%%")
+    if field.annotation is bool:
+        action = argparse.BooleanOptionalAction if field.default else "store_true"
+        default = "on" if field.default else "off"
+        options = {"action": action}
+    elif field.annotation in (int, float, str):
+        default, options = field.default, {"type": field.annotation}
+    else:
+        raise TypeError(f"{section.__name__}.{name}: no flag for a {field.annotation} field")
+    parser.add_argument(
+        flag, dest=name, default=field.default, help=f"{described} (default: {default})", **options
+    )
 
 
 def _flat(values: list[list[float]] | None) -> list[float] | None:
@@ -129,19 +146,10 @@ def _run_advantages(args: argparse.Namespace) -> None:
     rewards, correct, lengths = (torch.tensor(values) for values in given[:3])
     notes = given[3]
     group_size = rewards.numel() if args.group_size is None else args.group_size
-    grpo = shape_advantages(
-        rewards, correct, lengths, group_size, dads=False, stcr=False, advantage_method=args.method
-    )
-    apo = shape_advantages(
-        rewards,
-        correct,
-        lengths,
-        group_size,
-        advantage_method=args.method,
-        stcr_base=args.stcr_base,
-        stcr_negatives_only=args.stcr_negatives_only,
-        dads_schedule=args.dads_schedule,
-    )
+    # APO: DADS and STCR on; GRPO: the same settings with both off
+    config = AlgorithmConfig(**{name: getattr(args, name) for name in SHAPING_FIELDS})
+    grpo = shape_advantages(rewards, correct, lengths, group_size, config, dads=False, stcr=False)
+    apo = shape_advantages(rewards, correct, lengths, group_size, config)
 
     table = Table(
         title=f"GRPO vs APO: {rewards.numel() // group_size} group(s) of {group_size}",
@@ -417,7 +425,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlong-filter", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--importance-sampling",
-        choices=["off", "monitor", "truncate", "mask"],
+        choices=IMPORTANCE_MODES,
         default="off",
         help=argparse.SUPPRESS,
     )
@@ -431,7 +439,8 @@ def _flag(value: str | None) -> bool | None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from apo.demo.run import DemoSettings, run_demo
+    from apo.demo.run import run_demo
+    from apo.demo.settings import DemoSettings
 
     _quiet_model_loading()
     settings = DemoSettings(
@@ -456,10 +465,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_demo_result(result: dict, title: str) -> None:
+def print_demo_result(result: DemoResult, title: str) -> None:
     """The before/after table, the changes beyond their noise band and where the report is."""
-    from apo.demo.run import changes_summary, table_rows
-
     table = Table(title=title)
     table.add_column("", no_wrap=True)
     for column in ("before", "after", "change", "noise (2 SE)"):
@@ -468,7 +475,7 @@ def print_demo_result(result: dict, title: str) -> None:
         table.add_row(*cells)
     console = print_table(table)
     console.print(changes_summary(result))
-    console.print(f"report: {result['report']}  ({result['seconds'] / 60:.1f} min)")
+    console.print(f"report: {result.report}  ({result.seconds / 60:.1f} min)")
 
 
 def print_table(table: Table) -> Console:
@@ -500,8 +507,8 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO", "APO+DS", "APO+overlong", "APO+IS"],
-        default=["GRPO", "GRPO+DADS", "GRPO+STCR", "APO"],
+        choices=list(VARIANTS),
+        default=list(PAPER_VARIANTS),
         help="which variants to run (default: the paper's four; APO+DS: with dynamic "
         "sampling, APO+overlong: soft overlong punishment over the last 32 tokens and "
         "truncated answers out of the loss, APO+IS: truncated importance sampling, cap 2)",
@@ -510,8 +517,6 @@ def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from apo.demo.compare import run_compare
-
     if args.parallel < 1:
         raise ValueError("--parallel must be at least 1")
     path = run_compare(
@@ -569,10 +574,29 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    from apo.evaluation.benchmarks import BENCHMARKS
+class _HelpWithSplits(argparse.Action):
+    """``apo eval --help``: the benchmarks' splits are read from their modules, which
+    load pyarrow and PIL, only when this help is asked for, never to build the parser."""
 
-    splits = "; ".join(f"{b.name}: {', '.join(b.splits)}" for b in BENCHMARKS.values())
+    def __init__(self, option_strings: list[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show this help message and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from apo.evaluation.benchmarks import BENCHMARKS
+
+        splits = "; ".join(f"{b.name}: {', '.join(b.splits)}" for b in BENCHMARKS.values())
+        parser.description = f"{parser.description} Splits (first: default): {splits}."
+        parser.print_help()
+        parser.exit()
+
+
+def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate a model on MathVista, MathVerse, MMK12, MathVision, MMStar, MMMU...",
@@ -580,9 +604,11 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
             "Generate answers to benchmark questions read from local files, judge them with "
             "each benchmark's rule-based scoring, and write per-question results and a "
             "summary; or compare summaries side by side (--compare). A rerun with the same "
-            f"--output skips the questions already answered. Splits (first: default): {splits}."
+            "--output skips the questions already answered."
         ),
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=_HelpWithSplits)
     parser.add_argument(
         "--model",
         help=(
@@ -595,7 +621,7 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME[:SPLIT]=PATH",
-        help=f"a benchmark and its files (repeatable); NAME: {', '.join(BENCHMARKS)}",
+        help=f"a benchmark and its files (repeatable); NAME: {', '.join(BENCHMARK_NAMES)}",
     )
     parser.add_argument("--samples-per-question", type=int, default=1, metavar="K")
     parser.add_argument("--temperature", type=float, help="default: 0 (greedy) for K=1, else 1")

@@ -1,9 +1,14 @@
 """One typed, validated configuration: YAML file + dotted command-line overrides.
 
-Every field carries its help text next to its default, so ``apo train
---print-config`` (and ``configs/reference.yaml``, generated from it) document
-every option. Unknown keys and bad values fail before anything loads, naming
-the key and the allowed values.
+:class:`TrainConfig` composes the sections the layers own (``ModelConfig``,
+``DataConfig``, ``AlgorithmConfig``..., each in a light config module) with the
+trainer's own (``reference``, ``optim``, ``batch``, ``training``, ``logging``,
+``checkpoint``); importing it loads no torch or transformers. Every field
+carries its help text next to its default, so ``apo train --reference`` (and
+``configs/reference.yaml``, generated from it) documents every option. Unknown
+keys and bad values fail before anything loads, naming the key and the allowed
+values. A run folder's ``config.yaml`` is the config made portable
+(:func:`portable_config`): its paths hold wherever the folder moves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from apo.algorithms.names import GROUP_RELATIVE
 from apo.data import DataConfig
 from apo.evaluation.config import EvalConfig
 from apo.models import TINY_MODEL_NAME, LoraConfig, ModelConfig
+from apo.models.config import ReferenceKind
 from apo.models.packaged import PACKAGED_MODELS
 from apo.nested import merge
 from apo.rewards import RewardConfig
@@ -36,7 +42,7 @@ logger = logging.getLogger(__name__)
 class ReferenceConfig(Section):
     """The frozen reference policy of the KL term."""
 
-    kind: Literal["auto", "copy", "adapter_disabled", "none"] = Field(
+    kind: ReferenceKind = Field(
         "auto",
         description=(
             "'auto': the adapter-disabled base with LoRA, else a frozen copy; 'none' needs "

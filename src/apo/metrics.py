@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from apo.algorithms import shaping_metrics
+from apo.algorithms import AlgorithmConfig, shaping_metrics
 
 
 def _mean(values: Tensor) -> float:
@@ -26,7 +27,10 @@ def _median(values: Tensor) -> float:
 
 
 def rollout_metrics(
-    values: dict[str, Tensor], group_size: int, *, stcr_negatives_only: bool = False
+    values: dict[str, Tensor],
+    group_size: int,
+    config: AlgorithmConfig | None = None,
+    **settings: Any,
 ) -> dict[str, float]:
     """Diagnostics of one rollout: those of the shaping
     (:func:`apo.algorithms.shaping_metrics`), plus lengths, rewards and the
@@ -38,6 +42,9 @@ def rollout_metrics(
             ``advantage``, ``kl_weight``, ``stcr_weight``, ``kept``, and
             ``reward/<name>`` per reward component.
         group_size: G.
+        config: the settings the rollout was shaped with (the trainer's ``algorithm``
+            section; official when None), read by the shaping's metrics as by the
+            shaping itself; ``settings``: its fields as keywords, over it.
     """
     length, correct = values["length"].float(), values["correct"].bool()
     total, advantage = values["total"].float(), values["advantage"].float()
@@ -50,7 +57,8 @@ def rollout_metrics(
         values["kl_weight"].float(),
         values["stcr_weight"].float(),
         group_size,
-        stcr_negatives_only=stcr_negatives_only,
+        config,
+        **settings,
     )
     metrics = {key: value.item() for key, value in shaping.items()}
     metrics |= {

@@ -1,7 +1,12 @@
 """A tiny name -> function registry, so a new variant is one decorated function.
 
 Used for advantage estimators, DADS weight schedules, KL estimators and loss
-aggregation modes (and later rewards), in the style of verl's ``core_algos``.
+aggregations (:mod:`apo.algorithms`), rewards (``REWARDS``) and rollout engines
+(``ENGINES``, whose entries are engine classes), in the style of verl's
+``core_algos``. A registry keeps accepting an entry's former name
+(:meth:`Registry.alias`). The built-in names are also listed in light modules
+(``algorithms/names.py``, ``rollout/base.py``'s ``ENGINE_MODULES``), so a config
+is checked without importing the functions (and torch).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class Registry(Generic[F]):
             ) from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted (former names left out)."""
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:

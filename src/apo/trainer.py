@@ -308,7 +308,7 @@ class Trainer:
             keep,
             timer.times,
             cfg.rollout.group_size,
-            cfg.algorithm.stcr_negatives_only,
+            cfg.algorithm,
             self.backend,
         )
         updates_run = cfg.updates_per_step * cfg.algorithm.ppo_epochs

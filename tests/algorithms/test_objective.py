@@ -163,6 +163,33 @@ def test_stcr_negatives_only_spares_well_formatted_wrong_answers():
     assert math.isnan(careful.metrics["stcr/weight_penalized_mean"])
 
 
+def test_the_step_metrics_see_the_shaping_as_its_settings_made_it():
+    """The trainer's metrics read the algorithm section the rollout was shaped with:
+    each shaping metric of the step equals the shaping's own."""
+    from apo.algorithms import AlgorithmConfig
+    from apo.metrics import rollout_metrics
+
+    rewards, correct = torch.tensor([1.0, 0.5, 0.0, 0.0]), torch.tensor([T, F, F, F])
+    config = AlgorithmConfig(stcr_base=2.0, stcr_negatives_only=True)
+    shaped = shape_advantages(rewards, correct, LENGTHS, 4, config)
+    values = {
+        "length": LENGTHS.float(),
+        "truncated": torch.zeros(4),
+        "correct": correct.float(),
+        "total": rewards,
+        "difficulty": shaped.difficulty,
+        "raw_advantage": shaped.raw_advantages,
+        "advantage": shaped.advantages,
+        "kl_weight": shaped.kl_weights,
+        "stcr_weight": shaped.stcr_weights,
+        "kept": torch.ones(4),
+    }
+    metrics = rollout_metrics(values, 4, config)
+    for key, value in shaped.metrics.items():
+        assert metrics[key] == pytest.approx(value.item(), nan_ok=True), key
+    assert metrics["stcr/penalized_frac"] == 0.0  # the positive wrong answer is spared
+
+
 def test_group_diagnostics():
     rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     correct = rewards.bool()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from apo.data.synthetic import make_split
-from apo.demo.run import start_model_path
+from apo.demo.settings import start_model_path
 from apo.demo.warmup import probe
 from apo.models import ModelConfig, load_model
 

@@ -1,11 +1,25 @@
 """The demo's before/after table and apo compare's effects table."""
 
+import json
 import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from apo.demo.compare import effects_markdown
-from apo.demo.run import noise_band, table_rows
+from apo.demo.report import (
+    DemoResult,
+    changes_summary,
+    noise_band,
+    noise_bands,
+    table_rows,
+    write_report,
+)
+from apo.demo.settings import DemoSettings
 
 
 def test_noise_band_is_two_standard_errors_of_the_difference():
@@ -16,15 +30,17 @@ def test_noise_band_is_two_standard_errors_of_the_difference():
 
 
 def test_table_marks_changes_beyond_and_within_the_noise():
-    result = {
-        "samples": 8,
-        "before_after": {
+    result = DemoResult(
+        samples=8,
+        before_after={
             "reasoning accuracy, greedy": (0.40, 0.80),
             "general accuracy, greedy": (0.95, 0.93),
             "length, incorrect (sampled)": (34.6, 26.1),
         },
-        "noise": {"reasoning accuracy, greedy": 0.09, "general accuracy, greedy": 0.07},
-    }
+        noise={"reasoning accuracy, greedy": 0.09, "general accuracy, greedy": 0.07},
+        seconds=60.0,
+        run_dir=Path("runs/demo"),
+    )
     rows = {row[0]: row for row in table_rows(result)}
     assert rows["reasoning accuracy, greedy"][1:] == (
         "40.0%", "80.0%", "+40.0 points", "± 9.0 (beyond)"
@@ -75,61 +91,73 @@ def test_the_command_offers_every_variant():
     assert list(variants.choices) == list(VARIANTS)
 
 
-RESULT = {
-    "samples": 4,
-    "before_after": {
+RESULT = DemoResult(
+    samples=4,
+    before_after={
         "reasoning accuracy, greedy": (0.40, 0.80),
         "general accuracy, greedy": (0.95, 0.93),
         "enumeration exact (greedy)": (0.90, 0.70),
         "answer agrees with own enumeration (greedy)": (0.35, 0.36),
         "length, incorrect (sampled)": (34.6, 26.1),
     },
-    "noise": {
+    noise={
         "reasoning accuracy, greedy": 0.09,
         "general accuracy, greedy": 0.07,
         "enumeration exact (greedy)": 0.08,
         "answer agrees with own enumeration (greedy)": 0.095,
     },
-    "report": "runs/demo/report.md",
-    "seconds": 150.0,
-}
+    seconds=150.0,
+    run_dir=Path("runs/demo"),
+    report=Path("runs/demo/report.md"),
+)
 
 
 def test_the_report_names_every_change_beyond_its_noise_good_or_bad():
-    from apo.demo.run import changes_summary
-
     summary = changes_summary(RESULT)
     assert "better: reasoning accuracy, greedy +40.0 points (± 9.0)" in summary
     assert "worse: enumeration exact (greedy) -20.0 points (± 8.0)" in summary
     assert "general accuracy" not in summary  # within its band
-    quiet = RESULT | {"noise": {name: 0.5 for name in RESULT["noise"]}}
+    quiet = replace(RESULT, noise={name: 0.5 for name in RESULT.noise})
     assert changes_summary(quiet) == "No change is beyond its noise band."
 
 
 def test_the_demo_report_holds_the_summary(tmp_path):
-    from apo.demo.run import DemoSettings, changes_summary, write_report
-
     text = write_report(tmp_path, DemoSettings(), RESULT, []).read_text()
     assert changes_summary(RESULT) in text
 
 
+def test_the_saved_result_keeps_its_json_layout():
+    """demo_result.json: what apo compare and a later --start-eval-from read."""
+    saved = json.loads(json.dumps(RESULT.to_json()))
+    assert list(saved) == ["before_after", "noise", "samples", "seconds", "run_dir", "report"]
+    assert saved["before_after"]["reasoning accuracy, greedy"] == [0.40, 0.80]
+    assert saved["run_dir"] == "runs/demo" and saved["report"] == "runs/demo/report.md"
+    assert "report" not in replace(RESULT, report=None).to_json()  # run without a report
+
+
+def test_noise_bands_cover_the_rates_measured_twice():
+    rows = dict(RESULT.before_after) | {"general accuracy, sampled": (None, 0.5)}
+    bands = noise_bands(rows, samples=4, questions={"reasoning": 200, "general": 100})
+    assert bands["general accuracy, greedy"] == noise_band(0.95, 0.93, 100)
+    # the checks of the greedy reasoning count the reasoning questions
+    assert bands["enumeration exact (greedy)"] == noise_band(0.90, 0.70, 200)
+    assert "length, incorrect (sampled)" not in bands  # not a rate
+    assert "general accuracy, sampled" not in bands  # measured once
+
+
 def test_the_console_table_is_whole_in_a_pipe():
     """Piped to a file, rich would cut cells to 80 columns ("befo...")."""
-    import subprocess
-    import sys
-
     code = (
-        "from apo.cli import print_demo_result; import json, sys; "
-        "print_demo_result(json.loads(sys.argv[1]), 'APO on the synthetic task (seed 0)')"
+        "from apo.cli import print_demo_result; from apo.demo.report import DemoResult; "
+        "import json, sys; print_demo_result(DemoResult(**json.loads(sys.argv[1])), "
+        "'APO on the synthetic task (seed 0)')"
     )
-    import json
-
     result = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(RESULT)],
+        [sys.executable, "-c", code, json.dumps(RESULT.to_json())],
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"},
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from apo.data.synthetic import make_split
-from apo.demo.run import start_model_path
+from apo.demo.settings import start_model_path
 from apo.demo.warmup import prompt_of
 from apo.models import ModelConfig, load_model
 from apo.rollout import NativeEngine, SamplingConfig, TransformersEngine

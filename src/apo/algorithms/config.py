@@ -3,7 +3,8 @@
 The trainer passes its ``algorithm`` config section to :func:`shape_advantages`,
 :func:`apo_objective` and :func:`apo_loss`; library users pass the same fields
 as keyword arguments (or build an :class:`AlgorithmConfig`). A new knob is one
-field here, used where it matters.
+field here, used where it matters (a shaping knob is also named in
+:data:`SHAPING_FIELDS`, which ``apo advantages`` turns into flags).
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ OFFICIAL_STCR_BASE = 1.00001
 
 # Keyword arguments of the functions that name a field differently.
 KEYWORD_ALIASES = {"advantage_method": "advantage"}
+
+SHAPING_FIELDS = (
+    "advantage",
+    "unbiased_std",
+    "advantage_eps",
+    "dads_schedule",
+    "stcr_base",
+    "stcr_negatives_only",
+)
+"""The fields that tune how a rollout's advantages and KL weights are shaped
+(:func:`~apo.algorithms.shape_advantages`, its metrics), beside the ``dads`` and
+``stcr`` switches. ``apo advantages`` offers each as a flag, with its default and
+description; a new shaping knob is a field of :class:`AlgorithmConfig`, its name
+here, and its use in the shaping."""
 
 
 class AlgorithmConfig(Section):

@@ -49,20 +49,22 @@ def shaping_metrics(
     kl_weights: Tensor,
     stcr_weights: Tensor,
     group_size: int,
-    *,
-    stcr_negatives_only: bool = False,
+    config: AlgorithmConfig | None = None,
+    **settings: Any,
 ) -> dict[str, Tensor]:
     """Diagnostics of a rollout's shaping; every input is [N], grouped by prompt.
 
     A sample is *shaped* by DADS when its KL weight is below 1, and *penalised*
     by STCR when its weight is > 0 (and, with ``stcr_negatives_only``, its raw
-    advantage < 0). Means over no sample are NaN.
+    advantage < 0). Means over no sample are NaN. ``config`` and ``settings``: the
+    shaping's settings, as :func:`shape_advantages` takes them.
     """
+    config = resolve_config(config, settings)
     is_correct = as_correct_mask(correct)
     positive = advantages > 0
     shaped = kl_weights < 1
     penalised = stcr_weights > 0
-    if stcr_negatives_only:
+    if config.stcr_negatives_only:
         penalised &= raw_advantages < 0
     grouped_rewards = to_groups(rewards, group_size, "rewards")
     grouped_correct = to_groups(is_correct, group_size, "correct")
@@ -117,9 +119,8 @@ def shape_advantages(
         group_size: G.
         config: the settings (official when None); the trainer passes its
             ``algorithm`` section. Read here: ``dads`` / ``stcr`` (each APO
-            component on or off), ``advantage``, ``advantage_eps``,
-            ``unbiased_std``, ``stcr_base``, ``stcr_negatives_only``,
-            ``dads_schedule``.
+            component on or off) and the fields of
+            :data:`~apo.algorithms.config.SHAPING_FIELDS`.
         settings: fields of :class:`AlgorithmConfig` as keywords, over ``config``
             (``dads=False, stcr=False``; ``advantage_method`` names ``advantage``).
 
@@ -155,7 +156,7 @@ def shape_advantages(
         kl_weights,
         weights,
         group_size,
-        stcr_negatives_only=config.stcr_negatives_only,
+        config,
     )
     return ShapedAdvantages(
         advantages=advantages,

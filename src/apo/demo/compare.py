@@ -258,7 +258,7 @@ def run_compare(
         table,
         "",
         "Effect of each component: the variant minus its baseline on the same seed (paired; "
-        "GRPO for DADS and STCR, APO for dynamic sampling and overlong), mean ± standard "
+        "GRPO for DADS and STCR, APO for the options beyond GRPO), mean ± standard "
         "deviation over seeds; accuracies in percentage points.",
         "",
         effects

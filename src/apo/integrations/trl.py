@@ -36,6 +36,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl import __version__ as trl_version
 
 from apo.algorithms import OFFICIAL_BETA, AlgorithmConfig, shape_advantages
+from apo.algorithms.config import SHAPING_FIELDS
 
 TESTED_TRL = (Version("1.16"), Version("1.17"))
 """TRL versions APOTrainer is tested with: from the first (included) to the second (excluded)."""
@@ -51,26 +52,16 @@ LOSS_AGGREGATIONS = {
 SCALE_REWARDS_ADVANTAGE = {"group": "grpo", "none": "dr_grpo"}
 
 
-# AlgorithmConfig fields that are no APOConfig field: those a TRL option sets (see
-# APOConfig.algorithm_config) and the loss-side knobs, which TRL's own loss has or lacks
-# (APOTrainer changes only the advantages and the KL weights). Every other field shapes
-# the advantages or KL weights and becomes an APOConfig field, with its default and help.
+# The APOConfig fields are the APO switches and the shaping knobs (SHAPING_FIELDS), less
+# those a TRL option sets (see APOConfig.algorithm_config): APOTrainer changes only the
+# advantages and the KL weights, TRL's own loss does the rest.
 SET_BY_TRL = frozenset(
     {"advantage", "unbiased_std", "beta", "kl_estimator", "eps_low", "eps_high", "aggregation"}
 )
-LOSS_SIDE = frozenset(
-    {
-        "kl_clamp",
-        "dual_clip",
-        "ppo_epochs",
-        "filter_uniform_groups",
-        "importance_sampling",
-        "importance_cap",
-        "overlong_filter",
-    }
-)
 APO_FIELDS = tuple(
-    name for name in AlgorithmConfig.model_fields if name not in SET_BY_TRL | LOSS_SIDE
+    name
+    for name in AlgorithmConfig.model_fields
+    if name in {"dads", "stcr", *SHAPING_FIELDS} and name not in SET_BY_TRL
 )
 """The APOConfig fields taken from :class:`AlgorithmConfig` (dads, stcr, advantage_eps, ...)."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from apo.algorithms import ShapedAdvantages
+from apo.algorithms import AlgorithmConfig, ShapedAdvantages
 from apo.distributed import Backend
 from apo.metrics import memory_metrics, rollout_metrics, throughput
 from apo.rewards.runner import FAILURE_KINDS, RewardResult
@@ -64,12 +64,12 @@ def step_rollout_metrics(
     keep: torch.Tensor,
     timings: dict[str, float],
     group_size: int,
-    stcr_negatives_only: bool,
+    algorithm: AlgorithmConfig,
     backend: Backend,
 ) -> dict[str, float]:
-    """Step diagnostics over every process's responses (:mod:`apo.metrics`), reward
-    failures, phase times (the slowest process's), throughput and memory (the
-    fullest process's)."""
+    """Step diagnostics over every process's responses (:mod:`apo.metrics`, which reads
+    the ``algorithm`` section the step was shaped with), reward failures, phase times
+    (the slowest process's), throughput and memory (the fullest process's)."""
     local = {
         "length": torch.tensor([r.length for r in rollouts], dtype=torch.float32),
         "truncated": torch.tensor([r.truncated for r in rollouts], dtype=torch.float32),
@@ -84,7 +84,7 @@ def step_rollout_metrics(
         **{f"reward/{name}": value for name, value in scored.components.items()},
     }
     gathered = {key: backend.gather(value) for key, value in local.items()}
-    metrics = rollout_metrics(gathered, group_size, stcr_negatives_only=stcr_negatives_only)
+    metrics = rollout_metrics(gathered, group_size, algorithm)
     # Reward failures: every process reduces the same vector, whatever failed where.
     keys = [(name, kind) for name in scored.components for kind in FAILURE_KINDS]
     counts = torch.tensor([float(scored.failures[n][k]) for n, k in keys])
