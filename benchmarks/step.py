@@ -54,7 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ["apo", "apo-generate", "trl", "apo-trl"]
 
 
-def write_data(directory: Path, size: int, image_size: int, seed: int, task: str) -> Path:
+def write_data(
+    directory: Path, size: int, image_size: int, seed: int, task: str = "counting"
+) -> Path:
     """The prompts in apo's plain format: the synthetic counting task (images resized)
     or the arithmetic word problems."""
     if task == "stories":
