@@ -123,6 +123,7 @@ def test_no_command_prints_help():
     assert "advantages" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_command_line_value_is_one_line_naming_the_setting(tmp_path):
     result = run_apo(
         "eval", "--model", "tiny", "--benchmark", "custom=examples/data/plain.jsonl",

@@ -100,6 +100,7 @@ def test_overwrite_deletes_the_earlier_runs_files_only_and_under_the_lock(tmp_pa
     assert (busy / "metrics.jsonl").is_file()
 
 
+@pytest.mark.slow
 def test_apo_train_refuses_an_earlier_runs_folder_in_one_line(tmp_path):
     run = earlier_run(tmp_path / "runs" / "crashed")
     config = tmp_path / "config.yaml"

@@ -172,6 +172,7 @@ def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path):
         assert expected[args[0]] in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_settings_are_checked_before_the_folder_is_touched(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "apo", "demo", "--steps", "0", "--output", str(tmp_path / "new")],

@@ -120,6 +120,7 @@ def test_bad_benchmark_arguments_fail_before_loading(benchmark_files, tmp_path):
     ],
     ids=["wrong-type", "deep-json"],
 )
+@pytest.mark.slow
 def test_a_bad_custom_row_is_one_error_line_without_traceback(tmp_path, row, message):
     path = tmp_path / "questions.jsonl"
     line = row if isinstance(row, str) else json.dumps(row)
@@ -155,6 +156,7 @@ def hanging_judge(question, prediction):
     return True
 
 
+@pytest.mark.slow
 def test_a_hanging_judge_is_stopped_and_counted_wrong():
     """A judge stuck on adversarial text (math_verify can be) is killed after the
     timeout; its answer counts as wrong and the verdict says why."""

@@ -125,6 +125,7 @@ def test_all_damaged_is_an_error_naming_each(run, make_config):
     assert all(str(c / "model.safetensors") in str(caught.value) for c in checkpoints)
 
 
+@pytest.mark.slow
 def test_apo_train_names_the_damaged_file_without_a_traceback(run, tmp_path):
     run_dir, (previous, latest) = run
     truncate(latest / "optimizer.bin")

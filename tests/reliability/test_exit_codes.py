@@ -36,6 +36,7 @@ def test_the_table_documents_exactly_the_codes_tested():
     assert documented_codes() == {2, *CASES}
 
 
+@pytest.mark.slow
 def test_bad_input_exits_with_2(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"model:\n  name_or_path: tiny\ndata:\n  path: {tmp_path}/missing.jsonl\n")

@@ -80,6 +80,7 @@ def test_batches_are_halved_and_give_the_same_training(make_config, caplog, wher
     assert apart < 1e-3 * moved
 
 
+@pytest.mark.slow
 def test_one_sequence_too_many_is_a_clear_error(make_config):
     trainer = Trainer(make_config())
     run_out_of_memory_above(unwrap_model(trainer.policy), 0, grad=True)

@@ -59,6 +59,7 @@ def test_a_second_sigint_stops_at_once_without_traceback_or_temporary_folder(tmp
     assert list_checkpoints(run / "checkpoints")  # the earlier checkpoints stay
 
 
+@pytest.mark.slow
 def test_a_run_folder_in_use_is_refused_before_anything_loads(tmp_path, make_config):
     with run_lock(tmp_path / "run", "apo train first.yaml"):
         process, run = start_training(tmp_path, make_config)

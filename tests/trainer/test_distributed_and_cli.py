@@ -248,6 +248,7 @@ def test_tiny_config_trains_from_the_command_line(tmp_path):
     assert "Writing model shards" not in output and "progress.py:" not in output
 
 
+@pytest.mark.slow
 def test_an_unwritable_run_folder_fails_before_loading(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

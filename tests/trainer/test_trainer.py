@@ -375,6 +375,7 @@ def test_shared_prompts_train_like_full_rows(make_config, monkeypatch):
     assert apart < 0.02 * moved
 
 
+@pytest.mark.slow
 def test_periodic_evaluation(make_config):
     data = ROOT / "examples" / "data"
     datasets = {
@@ -418,6 +419,7 @@ def test_evaluating_never_changes_the_training_run(make_config):
     assert all(torch.equal(runs[0][key], runs[1][key]) for key in runs[0])
 
 
+@pytest.mark.slow
 def test_periodic_evaluation_on_a_benchmark(make_config, tmp_path, monkeypatch):
     """A benchmark's files as an evaluation set: its questions, judged by its rule."""
     from tests.evaluation import fixtures
@@ -503,6 +505,7 @@ def test_a_reward_failing_on_every_response_stops_the_run(make_config, tmp_path)
     assert read_trainer_state(list_checkpoints(tmp_path / "run" / "checkpoints")[-1])["step"] == 1
 
 
+@pytest.mark.slow
 def test_dynamic_sampling_trains_only_on_groups_with_varied_rewards(make_config, monkeypatch):
     """Groups of 2 on the untrained model: many have equal rewards. Each step keeps
     generating until it has 2 varied groups (or 3 rounds); advantage shaping (STCR,
@@ -557,6 +560,7 @@ def no_suppressed_tokens(monkeypatch):
         monkeypatch.setattr(f"apo.rollout.{module}.placeholder_token_ids", lambda model: [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["native", "transformers"])
 def test_the_same_fp32_model_samples_and_trains_without_mismatch(
     make_config, engine, no_suppressed_tokens
