@@ -76,12 +76,13 @@ def run_folder(output: Path, variant: str, seed: int) -> Path:
 def run_one(args: argparse.Namespace, variant: str, seed: int, start_from: Path | None) -> Path:
     """One run of scripts/real_model.py, unless it finished before."""
     folder = run_folder(Path(args.output), variant, seed)
+    flags = ["--seed", str(seed), "--steps", str(args.steps), *VARIANTS[variant], *args.run_flags]
     if (folder / "real_model.json").is_file():
+        check_same_settings(folder, flags)
         return folder
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted run starts again
     command = [
-        sys.executable, str(ROOT / "scripts" / "real_model.py"), "--output", str(folder),
-        "--seed", str(seed), "--steps", str(args.steps), *VARIANTS[variant], *args.run_flags,
+        sys.executable, str(ROOT / "scripts" / "real_model.py"), "--output", str(folder), *flags,
         *(["--start-eval-from", str(start_from)] if start_from else []),
     ]  # fmt: skip
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,23 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, start_from: Path 
     if result.returncode != 0:
         raise RuntimeError(f"{variant} seed {seed} failed: see {log.name}")
     return folder
+
+
+def check_same_settings(folder: Path, flags: list[str]) -> None:
+    """A finished run is kept only if it ran with these flags: another protocol's run in
+    the same folder would be summarised as this one's (ValueError naming the setting)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_model", ROOT / "scripts" / "real_model.py")
+    real_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_model)
+    wanted = vars(real_model.parse_args(["--output", str(folder), *flags]))
+    ran = json.loads((folder / "real_model.json").read_text())["settings"]
+    for key, value in wanted.items():
+        if key not in ("output", "results", "start_eval_from") and ran.get(key, value) != value:
+            raise ValueError(
+                f"{folder} ran with {key}={ran[key]!r}, not {value!r}: give another --output"
+            )
 
 
 def summarise_run(folder: Path) -> dict[str, float | None]:

@@ -18,10 +18,12 @@ def script():
     return module
 
 
-def finished_run(folder, greedy, kl_last):
-    """A run folder as scripts/real_model.py leaves it, with the figures given."""
+def finished_run(folder, greedy, kl_last, **settings):
+    """A run folder as scripts/real_model.py leaves it, with the figures given (and
+    those of its settings given; the others read as this command's)."""
     folder.mkdir(parents=True)
     figures = {
+        "settings": settings,
         "greedy_before": 0.35,
         "greedy_after": greedy,
         "sampled_after": greedy - 0.1,
@@ -78,3 +80,13 @@ def test_an_unfinished_run_is_started_again(script, tmp_path, monkeypatch):
     assert command[command.index("--start-eval-from") + 1] == str(
         script.run_folder(output, "GRPO", 0)
     )
+
+
+def test_a_finished_run_of_other_settings_is_not_taken_for_this_one(script, tmp_path):
+    output = tmp_path / "compare"
+    finished_run(script.run_folder(output, "GRPO", 0), 0.4, 0.02, beta=0.001, steps=20)
+    with pytest.raises(ValueError, match=r"ran with beta=0\.001, not 0\.04: give another --output"):
+        script.main(
+            ["--output", str(output), "--seeds", "0", "--variants", "GRPO",
+             "--run-flags", "--beta", "0.04"]
+        )  # fmt: skip
