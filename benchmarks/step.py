@@ -7,7 +7,8 @@
     python benchmarks/step.py --frameworks apo trl apo-trl   # + APO inside TRL (APOTrainer)
     python benchmarks/step.py --frameworks apo apo-generate trl   # + apo with generate
     python benchmarks/step.py --model gemma3-270m --task stories --prompts 4 --group 8 \\
-        --max-new-tokens 64 --micro-batch 32 --lora 16   # a real base model, LoRA (0: full)
+        --max-new-tokens 48 --micro-batch 16 --share-prompts --steps 2 --lora 16
+                                                # a real base model, LoRA (0: full)
 
 Both frameworks get the same model, the same prompts (``--task counting``: the
 synthetic counting task with its images and two rewards, accuracy + format;
