@@ -396,9 +396,7 @@ def prompt_tokens(spec: dict[str, Any]) -> float:
     data = DataConfig.model_validate(data_config(spec))
     dataset = PromptDataset.load(data, loaded.processor, multimodal)
     # plain prompts on a VLM (the tiny model): its tokenizer alone encodes them
-    processor = (
-        loaded.processor if multimodal else getattr(loaded.processor, "tokenizer", loaded.processor)
-    )
+    processor = loaded.processor if multimodal else loaded.tokenizer
     counts = [
         prompt_token_count(processor, text, [ref.open() for ref in example.images], multimodal)
         for example, text in zip(dataset.examples[:32], dataset.prompts[:32], strict=True)

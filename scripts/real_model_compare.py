@@ -22,13 +22,17 @@ each component) and ``compare.json`` (every run's figures), also to
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+from apo.demo.compare import variant_run_dir
 from apo.tracking import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_folder(output: Path, variant: str, seed: int) -> Path:
-    return output / variant.lower().replace("+", "-") / f"seed{seed}"
-
-
 def run_one(args: argparse.Namespace, variant: str, seed: int, start_from: Path | None) -> Path:
     """One run of scripts/real_model.py, unless it finished before."""
-    folder = run_folder(Path(args.output), variant, seed)
+    folder = variant_run_dir(Path(args.output), variant, seed)
     flags = ["--seed", str(seed), "--steps", str(args.steps), *VARIANTS[variant], *args.run_flags]
     if (folder / "real_model.json").is_file():
         check_same_settings(folder, flags)
@@ -93,15 +93,19 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, start_from: Path 
     return folder
 
 
+@functools.cache
+def _real_model() -> ModuleType:
+    """scripts/real_model.py as a module (a sibling script, not a package), loaded once."""
+    spec = importlib.util.spec_from_file_location("real_model", ROOT / "scripts" / "real_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_same_settings(folder: Path, flags: list[str]) -> None:
     """A finished run is kept only if it ran with these flags: another protocol's run in
     the same folder would be summarised as this one's (ValueError naming the setting)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("real_model", ROOT / "scripts" / "real_model.py")
-    real_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_model)
-    wanted = vars(real_model.parse_args(["--output", str(folder), *flags]))
+    wanted = vars(_real_model().parse_args(["--output", str(folder), *flags]))
     ran = json.loads((folder / "real_model.json").read_text())["settings"]
     for key, value in wanted.items():
         if key not in ("output", "results", "start_eval_from") and ran.get(key, value) != value:

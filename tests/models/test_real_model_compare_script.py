@@ -42,7 +42,7 @@ def test_finished_runs_are_summarised_and_paired_by_seed(script, tmp_path):
     runs = {("GRPO", 0): (0.40, 0.02), ("GRPO", 1): (0.44, 0.04),
             ("APO", 0): (0.50, 0.03), ("APO", 1): (0.48, 0.05)}  # fmt: skip
     for (variant, seed), (greedy, kl) in runs.items():
-        finished_run(script.run_folder(output, variant, seed), greedy, kl)
+        finished_run(script.variant_run_dir(output, variant, seed), greedy, kl)
     results = tmp_path / "results.json"
     code = script.main(
         ["--output", str(output), "--variants", "APO", "GRPO", "--results", str(results)]
@@ -62,8 +62,8 @@ def test_finished_runs_are_summarised_and_paired_by_seed(script, tmp_path):
 
 def test_an_unfinished_run_is_started_again(script, tmp_path, monkeypatch):
     output = tmp_path / "compare"
-    finished_run(script.run_folder(output, "GRPO", 0), 0.4, 0.02)
-    partial = script.run_folder(output, "APO", 0)
+    finished_run(script.variant_run_dir(output, "GRPO", 0), 0.4, 0.02)
+    partial = script.variant_run_dir(output, "APO", 0)
     partial.mkdir(parents=True)
     (partial / "metrics.jsonl").write_text("")
     commands = []
@@ -78,13 +78,13 @@ def test_an_unfinished_run_is_started_again(script, tmp_path, monkeypatch):
     [command] = commands  # GRPO had finished; APO ran, reusing GRPO's start evaluation
     assert command[command.index("--algorithm") + 1] == "apo"
     assert command[command.index("--start-eval-from") + 1] == str(
-        script.run_folder(output, "GRPO", 0)
+        script.variant_run_dir(output, "GRPO", 0)
     )
 
 
 def test_a_finished_run_of_other_settings_is_not_taken_for_this_one(script, tmp_path):
     output = tmp_path / "compare"
-    finished_run(script.run_folder(output, "GRPO", 0), 0.4, 0.02, beta=0.001, steps=20)
+    finished_run(script.variant_run_dir(output, "GRPO", 0), 0.4, 0.02, beta=0.001, steps=20)
     with pytest.raises(ValueError, match=r"ran with beta=0\.001, not 0\.04: give another --output"):
         script.main(
             ["--output", str(output), "--seeds", "0", "--variants", "GRPO",

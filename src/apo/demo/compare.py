@@ -184,6 +184,11 @@ def _write_mean_run(run_dirs: list[Path], target: Path) -> Path:
     return target
 
 
+def variant_run_dir(output_dir: Path, variant: str, seed: int) -> Path:
+    """Where a comparison keeps the run of ``variant`` on ``seed``: ``apo-ds/seed0``."""
+    return output_dir / variant.lower().replace("+", "-") / f"seed{seed}"
+
+
 def run_compare(
     output_dir: str | Path,
     seeds: Sequence[int] = (0, 1, 2),
@@ -201,7 +206,7 @@ def run_compare(
     threads = max(1, (os.cpu_count() or 1) // parallel)
 
     def run_dir(variant: str, seed: int) -> Path:
-        return output_dir / variant.lower().replace("+", "-") / f"seed{seed}"
+        return variant_run_dir(output_dir, variant, seed)
 
     # Every variant of a seed starts from the same model in the same random state, so
     # the first variant's start evaluation serves the others (apo demo checks that
