@@ -17,8 +17,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# Hypothesis's 200 ms deadline per example and its slow-generation health check are
+# timings: on a loaded 2-core machine a slow example is noise, not a defect (speed is
+# measured by benchmarks/, not by tests).
+settings.register_profile("apo", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("apo")
 
 
 @pytest.fixture(scope="session")

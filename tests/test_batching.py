@@ -30,7 +30,7 @@ def test_token_budget_cuts_sort_rows_and_respect_the_budget():
     assert token_budget_cuts(lengths, 1) == [[2], [0], [4], [1], [3]]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(
     lengths=st.lists(st.tuples(st.integers(1, 50), st.integers(1, 50)), min_size=1, max_size=40),
     budget=st.integers(1, 400),
@@ -79,7 +79,7 @@ def test_token_budget_cuts_count_a_shared_prompt_once():
     assert token_budget_cuts(lengths, 100) == [[1], [0], [4], [2], [3]]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(
     rows=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 50)), min_size=1, max_size=40),
     budget=st.integers(1, 400),

@@ -102,7 +102,7 @@ def test_short_of_varied_groups_after_the_last_round_equal_ones_fill_in():
     assert result.metrics["dynamic_sampling/dropped_frac"] == pytest.approx(6 / 8)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=3, max_size=3),
     st.integers(1, 3),

@@ -223,7 +223,7 @@ batches = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5)).fla
 )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(batches, st.sampled_from(["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"]))
 def test_flags_off_equals_grpo_and_every_variant_is_finite(case, aggregation):
     (groups, group_size, tokens), rewards, seed = case
