@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(config)
     if start is not None:
         trainer.tracker.log(0, start)
+        trainer.tracker.copy_eval_rows(args.start_eval_from, 0)
     trainer.train()
     result = summarise(run_dir, args, time.perf_counter() - started)
     table = report(result)

@@ -208,8 +208,8 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help=(
             "start afresh in a run folder that holds an earlier run (its config.yaml, "
-            "metrics.jsonl, samples.jsonl, checkpoints/, final_model/ are deleted; other files "
-            "are kept); without it such a folder is refused (logging.overwrite)"
+            "metrics.jsonl, samples.jsonl, evals.jsonl, checkpoints/, final_model/ are deleted; "
+            "other files are kept); without it such a folder is refused (logging.overwrite)"
         ),
     )
     parser.add_argument(

@@ -158,8 +158,9 @@ class LoggingConfig(Section):
         False,
         description=(
             "A fresh run (not --resume) in a folder holding an earlier run's files "
-            "(config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, final_model/): true "
-            "deletes them (other files stay), false refuses. Set by apo train --overwrite; "
+            "(config.yaml, metrics.jsonl, samples.jsonl, evals.jsonl, checkpoints/, "
+            "final_model/): true deletes them (other files stay), false refuses. Set by apo "
+            "train --overwrite; "
             "saved as false in the run's config.yaml."
         ),
     )

@@ -54,6 +54,7 @@ RUN_FILES = (
     "config.yaml",
     "metrics.jsonl",
     "samples.jsonl",
+    "evals.jsonl",
     "checkpoints",
     "final_model",
     "tensorboard",

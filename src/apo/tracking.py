@@ -1,5 +1,6 @@
 """Where metrics go: ``metrics.jsonl`` always, tensorboard and wandb when enabled,
-and a readable sample of completions per step in ``samples.jsonl``."""
+a readable sample of completions per step in ``samples.jsonl``, and every answer
+of the periodic evaluations in ``evals.jsonl``."""
 
 from __future__ import annotations
 
@@ -34,11 +35,12 @@ class RunTracker:
         self.enabled = enabled
         self._tensorboard = None
         self._wandb = None
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.samples_path = self.run_dir / "samples.jsonl"
+        self.evals_path = self.run_dir / "evals.jsonl"
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.samples_path = self.run_dir / "samples.jsonl"
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # an optional extra
@@ -73,18 +75,32 @@ class RunTracker:
             self._wandb.log(finite, step=step)
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
-        if not self.enabled or not samples:
+        self._append(self.samples_path, [{"step": step, **sample} for sample in samples])
+
+    def log_eval_rows(self, step: int, name: str, rows: list[dict[str, Any]]) -> None:
+        """Every answer of evaluation set ``name`` at ``step``, one line each (the rows
+        of :func:`apo.evaluation.answers.answer_questions`): what the summary in
+        ``metrics.jsonl`` was computed from, for reading answers or pairing questions."""
+        self._append(self.evals_path, [{"step": step, "set": name, **row} for row in rows])
+
+    def copy_eval_rows(self, source: str | Path, step: int) -> None:
+        """The answers of run ``source``'s evaluation at ``step``, as they are: an
+        evaluation this run reuses instead of repeating (``--start-eval-from``)."""
+        self._append(self.evals_path, read_eval_rows(source, step))
+
+    def _append(self, path: Path, records: list[dict[str, Any]]) -> None:
+        if not self.enabled or not records:
             return
-        with self.samples_path.open("a") as handle:
-            for sample in samples:
-                handle.write(json.dumps({"step": step, **sample}, ensure_ascii=False) + "\n")
+        with path.open("a") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after ``step`` (a resumed run redoes them), and a last
         line cut short by a kill. Rewritten atomically: a kill now loses nothing."""
         if not self.enabled:
             return
-        for path in (self.metrics_path, self.samples_path):
+        for path in (self.metrics_path, self.samples_path, self.evals_path):
             if not path.exists():
                 continue
             kept = []
@@ -137,3 +153,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl``."""
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_eval_rows(run_dir: str | Path, step: int | None = None) -> list[dict[str, Any]]:
+    """The answers of a run's ``evals.jsonl`` (with ``step``, those of that step's
+    evaluation); none for a run that never evaluated or predates the file."""
+    path = Path(run_dir) / "evals.jsonl"
+    if not path.exists():
+        return []
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [row for row in rows if step is None or row["step"] == step]

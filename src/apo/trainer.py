@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -200,7 +201,8 @@ class Trainer:
         )
         self.stopping = GracefulStop(announce=self.is_main)
         if checkpoint is None:
-            self.tracker.truncate_after(0)  # records of an earlier attempt that never saved
+            # every record of an earlier attempt that never saved, its start evaluation too
+            self.tracker.truncate_after(-1)
         else:
             self._resume(checkpoint)
         if self.is_main:  # only now: a refused resume leaves the run's config as it was
@@ -340,6 +342,7 @@ class Trainer:
                 rank=self.accelerator.process_index,
                 world=self.backend.processes,
                 gather=self.backend.gather_objects,
+                record=partial(self.tracker.log_eval_rows, self.step_index),
             )
 
     # ------------------------------------------------------------------ checkpoints

@@ -10,7 +10,7 @@ import pytest
 from apo.demo.compare import run_compare
 from apo.demo.run import run_demo
 from apo.demo.settings import DemoSettings
-from apo.tracking import read_metrics
+from apo.tracking import read_eval_rows, read_metrics
 from tests.trainer.conftest import ROOT
 
 FIGURES = {"reward_accuracy", "eval_accuracy", "lengths", "kl", "entropy", "dads_stcr"}
@@ -134,6 +134,9 @@ def test_a_reused_start_evaluation_equals_a_measured_one(tmp_path):
     reused = demo("reused", start_eval_from=str(tmp_path / "grpo"))
     measured = demo("measured")
     assert read_metrics(tmp_path / "reused")[0] == read_metrics(tmp_path / "measured")[0]
+    # the start evaluation's answers too, copied from the run that measured them
+    assert read_eval_rows(tmp_path / "reused", 0) == read_eval_rows(tmp_path / "measured", 0)
+    assert read_eval_rows(tmp_path / "reused", 0)
     assert reused.before_after == measured.before_after  # same run from there on
     assert [
         r["step"] for r in read_metrics(tmp_path / "reused") if "eval/general/accuracy" in r

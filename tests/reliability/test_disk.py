@@ -92,7 +92,10 @@ def test_a_fresh_start_drops_the_records_of_a_run_that_never_saved(make_config):
     config = make_config(training={"max_steps": 1, "seed": 0})
     metrics = Path(config.logging.output_dir) / "metrics.jsonl"
     metrics.parent.mkdir()
-    metrics.write_text('{"step": 1, "reward/total": 0.5}\n{"step": 2, "rew')
+    # its start evaluation (step 0) too: the new run measures its own
+    metrics.write_text(
+        '{"step": 0, "eval/x/accuracy": 0.5}\n{"step": 1, "reward/total": 0.5}\n{"step": 2, "rew'
+    )
     Trainer(config, resume=True).train()  # --resume without a checkpoint: from scratch
     [record] = read_metrics(metrics.parent)
     assert record["step"] == 1 and "time/step" in record  # this run's, not the planted one

@@ -5,6 +5,7 @@ import math
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from statistics import fmean
 
@@ -18,7 +19,7 @@ from apo.algorithms import shape_advantages
 from apo.checkpoint import list_checkpoints, read_trainer_state
 from apo.evaluation.judge import Judge
 from apo.models import unwrap_model
-from apo.tracking import read_metrics
+from apo.tracking import read_eval_rows, read_metrics
 from apo.trainer import StopTraining, Trainer
 from tests.trainer.conftest import ROOT, VARIED, favour_end_token
 
@@ -401,6 +402,20 @@ def test_periodic_evaluation(make_config):
             "eval/plain/format_rate",
             "eval/plain/length_mean",
         } <= record.keys()
+    # evals.jsonl: the answers each figure was computed from, every question each time
+    for record in evals:
+        for name, samples in (("viewr1", 1), ("plain", 3)):
+            rows = [r for r in read_eval_rows(exported.parent, record["step"]) if r["set"] == name]
+            questions = (data / f"{name}.jsonl").read_text().splitlines()
+            answers = Counter((r["id"], r["sample"]) for r in rows)
+            assert len({id for id, _ in answers}) == len(questions)
+            assert set(answers.values()) == {1} and {s for _, s in answers} == set(range(samples))
+            assert len(rows) == len(questions) * samples
+            accuracy = sum(r["correct"] for r in rows) / len(rows)  # equal samples per question
+            assert record[f"eval/{name}/accuracy"] == pytest.approx(accuracy)
+            assert record[f"eval/{name}/length_mean"] == pytest.approx(
+                sum(r["length"] for r in rows) / len(rows)
+            )
 
 
 @pytest.mark.slow

@@ -206,6 +206,7 @@ def write_report(
         text += [f"![{figure.stem}]({figure.relative_to(run_dir)})", ""]
     text += [
         "Files: `metrics.jsonl` (every step), `samples.jsonl` (completions), "
+        "`evals.jsonl` (every answer of the evaluations), "
         "`final_model/` (loadable with `from_pretrained`), `data/` (the task).",
         "",
     ]

@@ -80,6 +80,7 @@ def run_demo(settings: DemoSettings, *, report: bool = True, overwrite: bool = F
         trainer = Trainer(config)
         if start is not None:
             trainer.tracker.log(0, start[0])
+            trainer.tracker.copy_eval_rows(settings.start_eval_from, 0)
         trainer.train()  # closes the trainer, however it ends
         start_checks = start[1] if start else None
         result = _measure(settings, splits["reasoning"], run_dir, started, start_checks)

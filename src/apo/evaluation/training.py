@@ -4,7 +4,8 @@ Each set is a training-format file judged by the reward components, or a
 benchmark's files judged by its own rule. Every process answers its share of
 the questions; the rows of all processes are summarised together, with the
 names of ``apo eval`` (:func:`apo.evaluation.report.summarize`), and logged as
-``eval/<set>/<metric>``.
+``eval/<set>/<metric>``; the rows themselves go to ``record`` (the trainer writes
+them to ``evals.jsonl``).
 """
 
 from __future__ import annotations
@@ -79,12 +80,16 @@ class PeriodicEvaluation:
         rank: int = 0,
         world: int = 1,
         gather: Callable[[list], list] = lambda rows: rows,
+        record: Callable[[str, list[dict[str, Any]]], None] = lambda name, rows: None,
     ) -> dict[str, float]:
         """``eval/<set>/<metric>`` of every set. Process ``rank`` of ``world`` answers
-        every world-th question; ``gather`` collects the rows of all processes."""
+        every world-th question; ``gather`` collects the rows of all processes, which
+        ``record(set name, rows)`` receives before they are summarised."""
         metrics: dict[str, float] = {}
         for name, data in self.sets.items():
-            summary = summarize(gather(self._answer(data, engine, rollout, rank, world)))
+            rows = gather(self._answer(data, engine, rollout, rank, world))
+            record(name, rows)
+            summary = summarize(rows)
             metrics |= {
                 f"eval/{name}/{key}": _number(value)
                 for key, value in summary.items()
