@@ -160,8 +160,7 @@ class LoggingConfig(Section):
             "A fresh run (not --resume) in a folder holding an earlier run's files "
             "(config.yaml, metrics.jsonl, samples.jsonl, evals.jsonl, checkpoints/, "
             "final_model/): true deletes them (other files stay), false refuses. Set by apo "
-            "train --overwrite; "
-            "saved as false in the run's config.yaml."
+            "train --overwrite; saved as false in the run's config.yaml."
         ),
     )
     log_every: int = Field(1, ge=1, description="Console summary every N steps.")
