@@ -38,8 +38,8 @@ from typing import Any
 
 from apo.config import TrainConfig, portable_config, without_training_only
 from apo.data.word_problems import few_shot_template, make_splits
-from apo.demo.report import noise_band
-from apo.tracking import read_metrics
+from apo.demo.report import noise_band, paired_noise_band, question_scores
+from apo.tracking import read_eval_rows, read_metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -200,23 +200,28 @@ def reused_start_evaluation(source: Path, config: TrainConfig) -> dict[str, floa
 
 
 def summarise(run_dir: Path, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    """Before/after of each evaluation, with the two-standard-error band of the change."""
+    """Before/after of each evaluation, with the two-standard-error band of the change:
+    the conservative unpaired one, and the paired one from the answers (evals.jsonl)."""
     evals = [r for r in read_metrics(run_dir) if "eval/test/accuracy" in r]
     first, last = evals[0], evals[-1]
+    answers = [read_eval_rows(run_dir, e["step"]) for e in (first, last)]
     k = args.eval_samples
-    rows = {  # name: (metric, questions)
-        "greedy": ("eval/test/accuracy", args.test_size),
-        "sampled": ("eval/test_sampled/accuracy", args.test_size),
-        f"sampled_pass@{k}": (f"eval/test_sampled/pass@{k}", args.test_size),
-        "other_greedy": ("eval/other/accuracy", args.other_size),
+    rows = {  # name: (metric, questions, evaluation set: paired band from its answers)
+        "greedy": ("eval/test/accuracy", args.test_size, "test"),
+        "sampled": ("eval/test_sampled/accuracy", args.test_size, "test_sampled"),
+        f"sampled_pass@{k}": (f"eval/test_sampled/pass@{k}", args.test_size, None),
+        "other_greedy": ("eval/other/accuracy", args.other_size, "other"),
     }
     if k == 1:  # pass@1 is the sampled accuracy
         del rows["sampled_pass@1"]
     result: dict[str, Any] = {}
-    for name, (key, questions) in rows.items():
+    for name, (key, questions, eval_set) in rows.items():
         before, after = first[key], last[key]
         result[f"{name}_before"], result[f"{name}_after"] = before, after
         result[f"{name}_noise"] = noise_band(before, after, questions)
+        if eval_set is not None:
+            scores = [question_scores([r for r in a if r["set"] == eval_set]) for a in answers]
+            result[f"{name}_paired_noise"] = paired_noise_band(*scores)
     for name in ("length_correct_mean", "length_incorrect_mean"):
         key = f"eval/test_sampled/{name}"
         result[f"{name}_before"], result[f"{name}_after"] = first.get(key), last.get(key)
@@ -235,20 +240,30 @@ def report(result: dict[str, Any]) -> str:
         f"sampled_pass@{k}": f"held-out stories, pass@{k}",
         "other_greedy": "comparisons (never trained), greedy",
     }
-    lines = ["| | before | after | change | noise (2 SE) |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| | before | after | change | noise (2 SE) | paired noise (2 SE) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def band(change: float, width: float | None) -> str:
+        if width is None:  # pass@k, or a run without evals.jsonl
+            return ""
+        return f"± {100 * width:.1f} ({'beyond' if abs(change) > width else 'within'})"
+
     for key, name in names.items():
         if f"{key}_before" not in result:  # pass@1: the sampled row
             continue
-        before, after, band = (result[f"{key}_{part}"] for part in ("before", "after", "noise"))
-        verdict = "beyond" if abs(after - before) > band else "within"
+        before, after = result[f"{key}_before"], result[f"{key}_after"]
+        change = after - before
         lines.append(
-            f"| {name} | {100 * before:.1f}% | {100 * after:.1f}% | "
-            f"{100 * (after - before):+.1f} points | ± {100 * band:.1f} ({verdict}) |"
+            f"| {name} | {100 * before:.1f}% | {100 * after:.1f}% | {100 * change:+.1f} points "
+            f"| {band(change, result[f'{key}_noise'])} "
+            f"| {band(change, result.get(f'{key}_paired_noise'))} |"
         )
     for key, name in (("length_correct_mean", "correct"), ("length_incorrect_mean", "incorrect")):
         before, after = result[f"{key}_before"], result[f"{key}_after"]
         if before is not None and after is not None and not math.isnan(before + after):
-            lines.append(f"| tokens, {name} answers (sampled) | {before:.1f} | {after:.1f} | | |")
+            lines.append(f"| tokens, {name} answers (sampled) | {before:.1f} | {after:.1f} | | | |")
     return "\n".join(lines)
 
 

@@ -16,6 +16,8 @@ from apo.demo.report import (
     changes_summary,
     noise_band,
     noise_bands,
+    paired_noise_band,
+    question_scores,
     table_rows,
     write_report,
 )
@@ -27,6 +29,30 @@ def test_noise_band_is_two_standard_errors_of_the_difference():
     assert noise_band(0.5, 0.8, 100) == pytest.approx(2 * math.sqrt(0.0041))
     assert noise_band(0.0, 1.0, 50) == 0.0  # certain outcomes carry no sampling noise
     assert noise_band(0.5, 0.5, 400) < noise_band(0.5, 0.5, 100)
+
+
+def test_question_scores_are_each_questions_share_of_right_answers():
+    rows = [
+        {"id": "a", "sample": 0, "correct": True},
+        {"id": "a", "sample": 1, "correct": False},
+        {"id": "b", "sample": 0, "correct": False},
+        {"id": "b", "sample": 1, "correct": False},
+    ]
+    assert question_scores(rows) == {"a": 0.5, "b": 0.0}
+
+
+def test_paired_noise_band_is_two_standard_errors_of_the_mean_change_per_question():
+    before = {"q1": 0.0, "q2": 1.0, "q3": 0.0, "q4": 1.0}
+    after = {"q1": 1.0, "q2": 1.0, "q3": 0.0, "q4": 0.0, "only-after": 1.0}
+    # d = (1, 0, 0, -1): mean 0, sd^2 = 2 / 3, band = 2 * sqrt(2 / 3 / 4)
+    assert paired_noise_band(before, after) == pytest.approx(2 * math.sqrt(2 / 3 / 4))
+    assert paired_noise_band(before, before) == 0.0  # every question as before: no noise
+    assert paired_noise_band({"q1": 0.0}, {"q1": 1.0}) is None  # one question: no spread
+    # the same rates, 30 % -> 50 % on 100 questions: where answers agree with themselves
+    # (20 questions newly right, none newly wrong) the paired band is the tighter one
+    before = {f"q{i}": float(i < 30) for i in range(100)}
+    after = {f"q{i}": float(i < 50) for i in range(100)}
+    assert paired_noise_band(before, after) < noise_band(0.3, 0.5, 100)
 
 
 def test_table_marks_changes_beyond_and_within_the_noise():

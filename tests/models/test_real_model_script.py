@@ -72,6 +72,32 @@ def test_the_report_has_one_row_per_measure(script, tmp_path, k):
     assert "| held-out stories, greedy | 35.0% | 45.0% | +10.0 points |" in table
 
 
+def test_the_paired_band_comes_from_the_answers_of_both_evaluations(script, tmp_path):
+    args = script.parse_args(["--output", str(tmp_path), "--eval-samples", "1"])
+    keys = ("eval/test/accuracy", "eval/test_sampled/accuracy", "eval/other/accuracy")
+    lines = [json.dumps({"step": s, **dict.fromkeys(keys, a)}) for s, a in ((0, 0.25), (20, 0.5))]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    unpaired = script.report(script.summarise(tmp_path, args, 60.0))
+    # no evals.jsonl (a run of an earlier apo): the unpaired band alone,
+    # 2 * sqrt((0.25 * 0.75 + 0.5 * 0.5) / 300) = 7.6 points
+    greedy = next(line for line in unpaired.splitlines() if "greedy" in line)
+    assert greedy.endswith("| +25.0 points | ± 7.6 (beyond) |  |")
+    # greedy on the test set: q0 right both times, q1 newly right, q2 and q3 wrong both
+    # times: d = (0, 1, 0, 0), mean 0.25, sd^2 = 0.25, band = 2 * sqrt(0.25 / 4) = 0.5
+    right = {0: {"q0"}, 20: {"q0", "q1"}}
+    rows = [
+        {"step": step, "set": "test", "id": q, "sample": 0, "correct": q in right[step]}
+        for step in (0, 20)
+        for q in ("q0", "q1", "q2", "q3")
+    ]
+    (tmp_path / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = script.summarise(tmp_path, args, 60.0)
+    assert result["greedy_paired_noise"] == pytest.approx(0.5)
+    assert result["sampled_paired_noise"] is None  # no answers of that set
+    greedy = next(line for line in script.report(result).splitlines() if "greedy" in line)
+    assert greedy.endswith("| ± 50.0 (within) |")
+
+
 def test_the_shaping_strength_reaches_the_config(script, tmp_path):
     args = script.parse_args(["--output", str(tmp_path), "--beta", "0.04", "--stcr-base", "1.2"])
     config = script.train_config(args, script.write_data(tmp_path / "data", args))

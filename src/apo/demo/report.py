@@ -96,6 +96,32 @@ def noise_band(before: float, after: float, questions: int) -> float:
     return 2 * math.sqrt(variance)
 
 
+def question_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each question's fraction of correct answers, from evaluation rows (``evals.jsonl``:
+    one per answer, with the question's ``id`` and ``correct``)."""
+    answers: dict[str, list[bool]] = {}
+    for row in rows:
+        answers.setdefault(row["id"], []).append(bool(row["correct"]))
+    return {question: sum(right) / len(right) for question, right in answers.items()}
+
+
+def paired_noise_band(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Two standard errors of the mean change per question, the same questions measured
+    twice: with d_q = after_q - before_q over the n questions in both,
+    2 * sd(d) / sqrt(n) (sd with n - 1). None for fewer than two questions.
+
+    Unlike :func:`noise_band` it counts the questions' agreement with themselves: a
+    question right (or wrong) both times adds no noise, so the band is tighter, and it
+    is the right band for a change measured on one question set.
+    """
+    changes = [after[q] - before[q] for q in before.keys() & after.keys()]
+    if len(changes) < 2:
+        return None
+    mean = sum(changes) / len(changes)
+    variance = sum((d - mean) ** 2 for d in changes) / (len(changes) - 1)
+    return 2 * math.sqrt(variance / len(changes))
+
+
 def noise_bands(
     rows: dict[str, BeforeAfter], samples: int, questions: dict[str, int]
 ) -> dict[str, float]:
