@@ -267,6 +267,16 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def variant_name(args: argparse.Namespace) -> str:
+    """The algorithm and its components switched from their default: GRPO+DADS, APO-STCR."""
+    name, apo = args.algorithm.upper(), args.algorithm == "apo"
+    for component in ("dads", "stcr"):
+        on = getattr(args, component)
+        if on is not None and on != apo:
+            name += f"{'+' if on else '-'}{component.upper()}"
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     from apo.trainer import Trainer
 
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report(result)
     print(table)
     (run_dir / "report.md").write_text(
-        f"# {args.algorithm.upper()} on {args.model}, seed {args.seed}\n\n{table}\n\n"
+        f"# {variant_name(args)} on {args.model}, seed {args.seed}\n\n{table}\n\n"
         f"{result['seconds'] / 60:.1f} minutes.\n"
     )
     for path in [run_dir / "real_model.json", *([Path(args.results)] if args.results else [])]:

@@ -98,6 +98,20 @@ def test_the_paired_band_comes_from_the_answers_of_both_evaluations(script, tmp_
     assert greedy.endswith("| ± 50.0 (within) |")
 
 
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (["--algorithm", "grpo"], "GRPO"),
+        (["--algorithm", "grpo", "--dads"], "GRPO+DADS"),
+        (["--algorithm", "grpo", "--stcr", "--no-dads"], "GRPO+STCR"),
+        (["--algorithm", "apo", "--dads"], "APO"),
+        (["--algorithm", "apo", "--no-stcr"], "APO-STCR"),
+    ],
+)
+def test_the_report_names_the_variant(script, tmp_path, flags, name):
+    assert script.variant_name(script.parse_args(["--output", str(tmp_path), *flags])) == name
+
+
 def test_the_shaping_strength_reaches_the_config(script, tmp_path):
     args = script.parse_args(["--output", str(tmp_path), "--beta", "0.04", "--stcr-base", "1.2"])
     config = script.train_config(args, script.write_data(tmp_path / "data", args))
