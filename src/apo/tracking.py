@@ -151,15 +151,17 @@ def sample_records(
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _records(Path(run_dir) / "metrics.jsonl")
 
 
 def read_eval_rows(run_dir: str | Path, step: int | None = None) -> list[dict[str, Any]]:
     """The answers of a run's ``evals.jsonl`` (with ``step``, those of that step's
     evaluation); none for a run that never evaluated or predates the file."""
     path = Path(run_dir) / "evals.jsonl"
-    if not path.exists():
-        return []
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    rows = _records(path) if path.exists() else []
     return [row for row in rows if step is None or row["step"] == step]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines log, one per non-empty line."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
