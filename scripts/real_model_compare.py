@@ -15,8 +15,9 @@ The default protocol is cheaper than scripts/real_model.py's default run (no
 dynamic sampling, 20 steps, one sample per held-out question): eight runs of
 about 35 minutes each on 2 CPU cores instead of eight of two hours. Written:
 ``OUTPUT/compare.md`` (a table, mean ± sd over seeds, and the paired effect of
-each component) and ``compare.json`` (every run's figures), also to
-``--results`` when given.
+each component; for runs with ``evals.jsonl``, also each component's effect on
+each seed with its paired noise band) and ``compare.json`` (every run's
+figures), also to ``--results`` when given.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from pathlib import Path
 from types import ModuleType
 
 from apo.demo.compare import variant_run_dir
-from apo.tracking import read_metrics
+from apo.demo.report import paired_noise_band, question_scores
+from apo.tracking import read_eval_rows, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: its flags of scripts/real_model.py
@@ -54,6 +56,7 @@ COLUMNS = {  # name: (key of real_model.json or, for training metrics, of metric
     "entropy": ("entropy/mean", False),
 }
 LAST_STEPS = 5  # KL and entropy: the mean of the last steps
+EVAL_SETS = {"greedy": "test", "sampled": "test_sampled", "comparisons (untrained)": "other"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,6 +132,60 @@ def summarise_run(folder: Path) -> dict[str, float | None]:
     return summary
 
 
+def final_scores(folder: Path) -> dict[str, dict[str, float]]:
+    """Each question's score in the run's last evaluation, per accuracy column (from
+    ``evals.jsonl``; empty for a run that predates the file)."""
+    rows = read_eval_rows(folder)
+    if not rows:
+        return {}
+    last = [r for r in rows if r["step"] == max(r["step"] for r in rows)]
+    return {
+        name: question_scores([r for r in last if r["set"] == eval_set])
+        for name, eval_set in EVAL_SETS.items()
+    }
+
+
+def paired_effects(
+    scores: dict[str, list[dict[str, dict[str, float]]]], seeds: list[int]
+) -> dict[str, list[dict[str, float | int | None]]]:
+    """Each component's effect on one seed, question by question: the mean change of
+    each accuracy column (variant minus baseline on the same held-out questions) and
+    its paired noise band (two standard errors, :func:`paired_noise_band`). The band
+    is the evaluation's noise for that seed; the spread over seeds is the training's."""
+    effects: dict[str, list[dict[str, float | int | None]]] = {}
+    for component, (variant, baseline) in EFFECTS.items():
+        if variant not in scores or baseline not in scores:
+            continue
+        for seed, after, before in zip(seeds, scores[variant], scores[baseline], strict=True):
+            if not after or not before:
+                continue  # a run before evals.jsonl
+            effect: dict[str, float | int | None] = {"seed": seed}
+            for name in EVAL_SETS:
+                common = before[name].keys() & after[name].keys()
+                changes = [after[name][q] - before[name][q] for q in common]
+                effect[name] = statistics.fmean(changes) if changes else None
+                effect[f"{name} band"] = paired_noise_band(before[name], after[name])
+            effects.setdefault(component, []).append(effect)
+    return effects
+
+
+def paired_table(effects: dict[str, list[dict[str, float | int | None]]]) -> str:
+    """One row per component and seed: change ± its paired band, in percent points."""
+    if not effects:
+        return ""
+    names = list(EVAL_SETS)
+    lines = ["| component | seed | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+    for component, rows in effects.items():
+        for row in rows:
+            cells = []
+            for name in names:
+                change, band = row[name], row[f"{name} band"]
+                cell = "n/a" if change is None else f"{100 * change:+.1f}"
+                cells.append(cell if band is None else f"{cell} ± {100 * band:.1f}")
+            lines.append(f"| {component} | {row['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cell(values: list[float | None], percent: bool, signed: bool = False) -> str:
     """mean ± sd over seeds (the mean alone for one seed); percent points for accuracies."""
     present = [(100 if percent else 1) * v for v in values if v is not None]
@@ -181,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             first = first or folder
             folders[variant].append(folder)
     summaries = {v: [summarise_run(f) for f in folders[v]] for v in order}
+    effects = paired_effects({v: [final_scores(f) for f in folders[v]] for v in order}, args.seeds)
     seeds = ", ".join(map(str, args.seeds))
     text = (
         f"# GRPO and APO on the real model: seeds {seeds}, {args.steps} steps\n\n"
@@ -190,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         f"its baseline on the same seed). Run flags: {' '.join(args.run_flags)}.\n\n"
         f"{tables(summaries)}\n"
     )
+    if effects:
+        text += (
+            "\nEach component's effect on each seed, question by question, ± its paired "
+            "noise band (2 SE of the mean per-question change; percent points):\n\n"
+            f"{paired_table(effects)}\n"
+        )
     print(text)
     (output / "compare.md").write_text(text)
     result = {
         "seeds": args.seeds,
         "steps": args.steps,
         "run_flags": args.run_flags,
+        "paired_effects": effects,
         "runs": {
             v: [dict(s, folder=str(f)) for s, f in zip(summaries[v], folders[v], strict=True)]
             for v in order

@@ -18,10 +18,19 @@ def script():
     return module
 
 
-def finished_run(folder, greedy, kl_last, **settings):
+def finished_run(folder, greedy, kl_last, answers=None, **settings):
     """A run folder as scripts/real_model.py leaves it, with the figures given (and
-    those of its settings given; the others read as this command's)."""
+    those of its settings given; the others read as this command's). ``answers``:
+    {step: {evaluation set: each question's correct flags}} for evals.jsonl."""
     folder.mkdir(parents=True)
+    if answers is not None:
+        rows = [
+            {"step": step, "set": eval_set, "id": f"q{i}", "sample": 0, "correct": right}
+            for step, sets in answers.items()
+            for eval_set, flags in sets.items()
+            for i, right in enumerate(flags)
+        ]
+        (folder / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     figures = {
         "settings": settings,
         "greedy_before": 0.35,
@@ -56,6 +65,7 @@ def test_finished_runs_are_summarised_and_paired_by_seed(script, tmp_path):
     [grpo] = [line for line in text.splitlines() if line.startswith("| GRPO |")]
     assert "| 0.03 ± 0.014 |" in grpo
     assert "DADS" not in text  # its variant did not run
+    assert "question by question" not in text  # runs before evals.jsonl: no paired effect
     figures = json.loads(results.read_text())
     assert [r["greedy"] for r in figures["runs"]["GRPO"]] == [0.40, 0.44]
 
@@ -90,3 +100,21 @@ def test_a_finished_run_of_other_settings_is_not_taken_for_this_one(script, tmp_
             ["--output", str(output), "--seeds", "0", "--variants", "GRPO",
              "--run-flags", "--beta", "0.04"]
         )  # fmt: skip
+
+
+def test_a_components_effect_on_a_seed_comes_with_its_paired_band(script, tmp_path):
+    output = tmp_path / "compare"
+    same = {"test_sampled": [True, False], "other": [False, True]}
+    grpo = {20: {"test": [True, False, False, True], **same}}
+    # the step-0 evaluation must not count: only the last one is the trained model's
+    apo = {0: {"test": [False] * 4}, 20: {"test": [True, True, False, True], **same}}
+    finished_run(script.variant_run_dir(output, "GRPO", 0), 0.50, 0.02, answers=grpo)
+    finished_run(script.variant_run_dir(output, "APO", 0), 0.75, 0.02, answers=apo)
+    script.main(["--output", str(output), "--seeds", "0", "--variants", "GRPO", "APO"])
+    # greedy changes per question 0, +1, 0, 0: mean +0.25, sd 0.5, 2 SE = 2 * 0.5 / 2
+    assert (
+        "| APO | 0 | +25.0 ± 50.0 | +0.0 ± 0.0 | +0.0 ± 0.0 |"
+        in (output / "compare.md").read_text()
+    )
+    [effect] = json.loads((output / "compare.json").read_text())["paired_effects"]["APO"]
+    assert effect["greedy"] == 0.25 and effect["greedy band"] == 0.5
