@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 
 from apo.demo.compare import variant_run_dir
-from apo.demo.report import paired_noise_band, question_scores
+from apo.demo.report import paired_noise_band, question_changes, question_scores
 from apo.tracking import read_eval_rows, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,8 @@ def final_scores(folder: Path) -> dict[str, dict[str, float]]:
     rows = read_eval_rows(folder)
     if not rows:
         return {}
-    last = [r for r in rows if r["step"] == max(r["step"] for r in rows)]
+    last_step = max(r["step"] for r in rows)
+    last = [r for r in rows if r["step"] == last_step]
     return {
         name: question_scores([r for r in last if r["set"] == eval_set])
         for name, eval_set in EVAL_SETS.items()
@@ -161,8 +162,7 @@ def paired_effects(
                 continue  # a run before evals.jsonl
             effect: dict[str, float | int | None] = {"seed": seed}
             for name in EVAL_SETS:
-                common = before[name].keys() & after[name].keys()
-                changes = [after[name][q] - before[name][q] for q in common]
+                changes = question_changes(before[name], after[name])
                 effect[name] = statistics.fmean(changes) if changes else None
                 effect[f"{name} band"] = paired_noise_band(before[name], after[name])
             effects.setdefault(component, []).append(effect)

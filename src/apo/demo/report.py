@@ -105,6 +105,11 @@ def question_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {question: sum(right) / len(right) for question, right in answers.items()}
 
 
+def question_changes(before: dict[str, float], after: dict[str, float]) -> list[float]:
+    """``after_q - before_q`` for each question q scored both times."""
+    return [after[q] - before[q] for q in before.keys() & after.keys()]
+
+
 def paired_noise_band(before: dict[str, float], after: dict[str, float]) -> float | None:
     """Two standard errors of the mean change per question, the same questions measured
     twice: with d_q = after_q - before_q over the n questions in both,
@@ -114,7 +119,7 @@ def paired_noise_band(before: dict[str, float], after: dict[str, float]) -> floa
     question right (or wrong) both times adds no noise, so the band is tighter, and it
     is the right band for a change measured on one question set.
     """
-    changes = [after[q] - before[q] for q in before.keys() & after.keys()]
+    changes = question_changes(before, after)
     if len(changes) < 2:
         return None
     mean = sum(changes) / len(changes)
